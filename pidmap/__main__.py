@@ -1,0 +1,3 @@
+from pidmap.cli import main
+
+main()

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Make sure a Docker engine answers; install and start one when none does.
+#
+#   $ scripts/install-docker.sh
+#   docker: engine answers (20.10.24+dfsg1), leaving it alone
+#
+# On a machine with no engine it installs Debian's docker.io (apt-get update first), starts
+#   dockerd --iptables=false --bridge=none
+# in the background (log: /var/log/pidmap-dockerd.log) and waits until it answers. Idempotent:
+# an engine that already answers is never touched. It also installs busybox-static, from which
+# the sandbox's node image is built, when no static busybox is on the machine. Needs root for
+# anything it installs or starts.
+set -euo pipefail
+
+say() { printf 'docker: %s\n' "$*"; }
+answers() { docker version --format '{{.Server.Version}}' 2>/dev/null; }
+
+need_pkgs=()
+command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
+command -v docker >/dev/null 2>&1 || need_pkgs+=(docker.io)
+[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need_pkgs+=(busybox-static)
+
+if version=$(answers) && [ -n "$version" ] && [ ${#need_pkgs[@]} -eq 0 ]; then
+  say "engine answers ($version), leaving it alone"
+  exit 0
+fi
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    say "missing ${need_pkgs[*]}; run this script as root to install them" >&2
+    exit 1
+  fi
+  say "installing ${need_pkgs[*]} from Debian (apt-get update first)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+if version=$(answers) && [ -n "$version" ]; then
+  say "engine answers ($version), leaving it alone"
+  exit 0
+fi
+
+if [ "$(id -u)" != 0 ]; then
+  say "no engine answers and only root can start one here" >&2
+  exit 1
+fi
+if pgrep -x dockerd >/dev/null; then
+  say "dockerd is running but does not answer yet; waiting"
+else
+  say "starting dockerd --iptables=false --bridge=none (log: /var/log/pidmap-dockerd.log)"
+  # containerd comes with docker.io; dockerd starts its own when none runs.
+  setsid nohup dockerd --iptables=false --bridge=none >/var/log/pidmap-dockerd.log 2>&1 </dev/null &
+fi
+for _ in $(seq 1 60); do
+  if version=$(answers) && [ -n "$version" ]; then
+    say "engine answers ($version)"
+    exit 0
+  fi
+  sleep 1
+done
+say "dockerd did not answer within 60 s; see /var/log/pidmap-dockerd.log" >&2
+exit 1

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set up everything pidmap's demo and tests need, from nothing; idempotent.
+#
+#   $ scripts/setup.sh
+#   docker: engine answers (20.10.24+dfsg1), leaving it alone
+#   venv: .venv ready (pidmap 0.1.0 with the sandbox and dev extras)
+#
+# 1. the Docker engine (scripts/install-docker.sh: Debian's docker.io when none answers);
+# 2. a virtualenv in .venv with pidmap installed editable, with its sandbox and dev extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-docker.sh
+
+py=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$py" -m venv .venv
+fi
+stamp=.venv/.pidmap-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[sandbox,dev]'
+  touch "$stamp"
+fi
+echo "venv: .venv ready ($(.venv/bin/pidmap --version 2>/dev/null || echo 'pidmap installed') with the sandbox and dev extras)"
