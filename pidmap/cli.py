@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 import traceback
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import click
 
 from pidmap import __version__
-from pidmap.errors import ExitStatus, PidmapError
+from pidmap.collect import collect_pod
+from pidmap.errors import ExitStatus, NotRunningError, PidmapError
+from pidmap.model import Options, Target, Via
+from pidmap.render import OUTPUTS, Output, render
 
 
 class PidmapGroup(click.Group):
@@ -44,6 +48,41 @@ class PidmapGroup(click.Group):
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 def main(debug: bool) -> None:
     """Map the processes of a Kubernetes pod to their PIDs on the node and on the host."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def cluster_options(fn: F) -> F:
+    """The options every cluster command shares: -n, --context, --kubeconfig, -o."""
+    for decorator in reversed((
+        click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the pod."),
+        click.option("--context", default=None, help="kubeconfig context to use (default: current)."),
+        click.option("--kubeconfig", default=None, type=click.Path(dir_okay=False),
+                     help="Path of the kubeconfig (default: $KUBECONFIG, then ~/.kube/config)."),
+        click.option("-o", "--output", type=click.Choice(OUTPUTS), default="table", show_default=True,
+                     help="table, wide (adds PID namespace, cgroup id, start time), json or yaml."),
+    )):
+        fn = decorator(fn)
+    return fn
+
+
+@main.command()
+@click.argument("pod")
+@click.option("-c", "--container", default=None, help="Only this container.")
+@click.option("--via", type=click.Choice(["auto", "local", "docker"]), default="auto", show_default=True,
+              help="Read node processes from this machine's /proc (local) or with docker exec (docker).")
+@cluster_options
+def show(pod: str, container: str | None, via: str, namespace: str, context: str | None,
+         kubeconfig: str | None, output: str) -> None:
+    """Show every process of POD with its PID in the container, on the node and on the host."""
+    target = Target(namespace=namespace, pod=pod, container=container)
+    options = Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via))
+    result = collect_pod(target, options)
+    click.echo(render(result, cast(Output, output)))
+    if not result.running:
+        raise NotRunningError(f"pod {result.pod.name} is {result.pod.phase}: no process to map",
+                              "kubectl describe pod " + result.pod.name + " -n " + result.pod.namespace)
 
 
 def _register_sandbox() -> None:

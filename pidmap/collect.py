@@ -1,0 +1,121 @@
+"""The one call the CLI makes: gather every view of a pod, in parallel, and correlate them.
+
+    pod (API) ─┬─ probe per running container (exec, threads) ─┐
+               └─ node container (Docker SDK) ─ host scan ──────┴─ correlate → PodMap
+
+The host scan runs after the probes so that the probes' own processes are gone from it, and the pod
+is read again at the end so that a container that restarted meanwhile is reported, not mis-mapped.
+"""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from pidmap.correlate import correlate
+from pidmap.errors import DockerError, ExecError, NotFoundError, PidmapError
+from pidmap.model import HostView, Node, Options, Pod, PodMap, Target
+from pidmap.sources import hostprocs, kube, nodes
+
+
+def collect_pod(target: Target, options: Options) -> PodMap:
+    kube.validate_target(target)
+    cluster = kube.Cluster(options)
+    pod = cluster.get_pod(target)
+    if target.container is not None and pod.container(target.container) is None:
+        names = ", ".join(c.name for c in pod.containers) or "none"
+        raise NotFoundError(f'container "{target.container}" not found in pod "{pod.name}"',
+                            f"its containers: {names}")
+    wanted = [c for c in pod.containers if target.container in (None, c.name)]
+    running = [c for c in wanted if c.state == "running"] if pod.phase == "Running" else []
+    notes: list[str] = []
+
+    with ThreadPoolExecutor(max_workers=max(1, len(running) + 1)) as pool:
+        node_future = pool.submit(_find_node, pod)
+        probe_futures = {c.name: pool.submit(cluster.probe, target, c.name) for c in running}
+        probes = {name: future.result() for name, future in probe_futures.items()}
+        client, node, node_note = _node_result(node_future, required=bool(running))
+    if node_note:
+        notes.append(node_note)
+
+    host: HostView | None = None
+    if running:
+        host = _host_view(client, node, options)
+        notes.extend(_restarts(cluster, target, pod))
+    result = correlate(pod, node, probes, host, only_container=target.container, notes=tuple(notes))
+    for cmap in result.containers:
+        probe = probes.get(cmap.container.name)
+        if probe is not None and probe.no_shell and not cmap.processes:
+            raise ExecError(f'container "{cmap.container.name}" has no shell and its processes cannot be '
+                            "seen from the host side either",
+                            "run pidmap as root on the Docker host (or with --via docker) "
+                            "to map it by container ID")
+    return result
+
+
+def _find_node(pod: Pod) -> tuple[Any, Node | None]:
+    if not pod.node_name:
+        return None, None
+    client = nodes.docker_client()
+    return client, nodes.find_node(client, pod.node_name)
+
+
+def _node_result(future: Future[tuple[Any, Node | None]], *,
+                 required: bool) -> tuple[Any, Node | None, str | None]:
+    try:
+        client, node = future.result()
+    except nodes.DockerAccessDenied as err:
+        return None, None, f"Docker: {err.message} — node container and node PIDs unknown"
+    except DockerError as err:
+        if required:
+            raise
+        return None, None, f"node container not looked up: {err.message}"
+    return client, node, None
+
+
+def _host_view(client: Any, node: Node | None, options: Options) -> HostView | None:
+    if node is None:
+        # No Docker access: the host's /proc still shows host PIDs and NSpid (by cgroup id), but
+        # not where the node sits in the chain.
+        if options.via == "docker" or not sys.platform.startswith("linux"):
+            raise DockerError("cannot read the node's processes without access to Docker",
+                              "run as root or as a member of the docker group")
+        return HostView(table=hostprocs.scan_local(), via="local", node_level=None, host_level=0,
+                        notes=("node PIDs unknown: the node container could not be looked up",))
+    if not node.running:
+        return None
+    visible = sys.platform.startswith("linux") and hostprocs.sees_container(node.container_id, node.host_pid)
+    if options.via == "local" and not visible:
+        raise DockerError(f"the processes of node {node.name} are not visible in this machine's /proc",
+                          "Docker runs elsewhere (Docker Desktop, remote DOCKER_HOST): use --via docker")
+    if options.via == "docker" or not visible:
+        table = hostprocs.scan_in_container(client, node.container_id, timeout=options.exec_timeout)
+        why = "requested with --via docker" if options.via == "docker" else \
+            "the node's processes are not visible in this machine's /proc"
+        return HostView(table=table, via="docker", node_level=0, host_level=None,
+                        notes=(f"read inside the node with docker exec ({why}): host PIDs cannot be seen",))
+    table = hostprocs.scan_local()
+    node_init = next((p for p in table.processes if p.pid == node.host_pid), None)
+    if node_init is None:
+        return HostView(table=table, via="local", node_level=None, host_level=0,
+                        notes=(f"the node's init (host PID {node.host_pid}) exited during the scan",))
+    return HostView(table=table, via="local", node_level=len(node_init.nspid) - 1, host_level=0)
+
+
+def _restarts(cluster: kube.Cluster, target: Target, before: Pod) -> list[str]:
+    try:
+        after = cluster.get_pod(target)
+    except PidmapError as err:
+        return [f"the pod could not be read again after collecting: {err.message}"]
+    notes = []
+    if after.phase != before.phase:
+        notes.append(f"the pod went from {before.phase} to {after.phase} while pidmap collected; rerun")
+    for old in before.containers:
+        new = after.container(old.name)
+        if new is None:
+            continue
+        if new.restart_count != old.restart_count or new.container_id != old.container_id:
+            notes.append(f"{old.name}: restarted while pidmap collected (restarts {old.restart_count} → "
+                         f"{new.restart_count}); its rows may mix the old and the new container — rerun")
+    return notes

@@ -1,0 +1,198 @@
+"""Pure: the pod, the node, what each container's probe saw and what the host saw → ``PodMap``.
+
+A host process belongs to a container when its PID-namespace inode equals the one the container's
+probe reported; where several containers share a namespace (``shareProcessNamespace``), where no
+probe ran (no shell), or where inodes are unreadable (not root), its cgroup's container ID decides.
+Disagreements between the two sides are kept as flags and notes, never dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from pidmap.model import (
+    Container,
+    ContainerMap,
+    HostView,
+    Node,
+    Pod,
+    PodMap,
+    ProbeResult,
+    Process,
+    ProcessTable,
+    RawProcess,
+)
+
+
+def correlate(pod: Pod, node: Node | None, probes: Mapping[str, ProbeResult], host: HostView | None,
+              *, only_container: str | None = None, notes: tuple[str, ...] = ()) -> PodMap:
+    pod_notes: list[str] = list(notes)
+    if host is not None:
+        pod_notes.extend(host.notes)
+        pod_notes.extend(host.table.notes)
+    if pod.phase != "Running":
+        pod_notes.extend(explain_not_running(pod))
+    maps = []
+    for container in pod.containers:
+        if only_container is not None and container.name != only_container:
+            continue
+        maps.append(map_container(pod, container, probes.get(container.name), host))
+    if pod.share_process_namespace and host is None and pod.phase == "Running":
+        pod_notes.append("the pod shares one PID namespace; without the host side each container "
+                         "lists every process of the pod")
+    return PodMap(pod=pod, node=node, containers=tuple(maps), notes=tuple(pod_notes),
+                  via=host.via if host else None)
+
+
+def explain_not_running(pod: Pod) -> list[str]:
+    """Why a pod in this phase has no process to map, in plain words."""
+    ran = [c for c in pod.containers if c.state == "terminated"]
+    ran_text = ", ".join(f"{c.name} exited {c.exit_code}" + (f" ({c.reason})" if c.reason else "")
+                         for c in ran)
+    if pod.phase == "Pending":
+        if not pod.node_name:
+            why = "pod is Pending: it is not scheduled to a node yet, so no container exists"
+        else:
+            waiting = ", ".join(f"{c.name}: {c.reason or 'waiting'}" for c in pod.containers
+                                if c.state == "waiting")
+            why = ("pod is Pending: its containers have not all started yet"
+                   + (f" ({waiting})" if waiting else ""))
+    elif pod.phase == "Succeeded":
+        why = "pod Succeeded: every container ran to completion (exit 0) and will not restart"
+    elif pod.phase == "Failed":
+        why = "pod Failed: every container has terminated and at least one failed; none will restart"
+    else:
+        why = (f"pod is {pod.phase}: the state of its containers cannot be obtained, "
+               "typically because its node does not answer")
+    return [why + (f"; containers that ran: {ran_text}" if ran_text else "")]
+
+
+def _level(proc: RawProcess, level: int | None) -> int | None:
+    # The node sits at a fixed depth below the reader; a process shallower than that is not in it.
+    if level is None or level >= len(proc.nspid):
+        return None
+    return proc.nspid[level]
+
+
+def _start_time(table: ProcessTable, proc: RawProcess) -> str | None:
+    if proc.start_ticks is None or table.boot_time is None:
+        return None
+    stamp = table.boot_time + proc.start_ticks / table.clock_ticks
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _user(uid: int | None, users: Mapping[int, str]) -> str | None:
+    if uid is None:
+        return None
+    return users.get(uid, str(uid))
+
+
+def _members(pod: Pod, container: Container, probe_ns: int | None, host: HostView) -> list[RawProcess]:
+    """The host-side processes of one container."""
+    processes = host.table.processes
+    by_cgroup = [p for p in processes if container.container_id and p.cgroup_id == container.container_id]
+    if probe_ns is None:
+        return by_cgroup
+    in_ns = [p for p in processes if p.pid_ns == probe_ns]
+    if not in_ns:
+        # Inodes unreadable (not root): the cgroup path is the only way in.
+        return by_cgroup if all(p.pid_ns is None for p in processes) or not processes else []
+    if pod.share_process_namespace:
+        return [p for p in in_ns if p.cgroup_id is None or p.cgroup_id == container.container_id]
+    return in_ns
+
+
+def map_container(pod: Pod, container: Container, probe: ProbeResult | None,
+                  host: HostView | None) -> ContainerMap:
+    notes: list[str] = []
+    if container.state != "running":
+        return ContainerMap(container=container, pid_namespace=None, cgroup_id=container.container_id,
+                            processes=(), notes=tuple(notes))
+    table = probe.table if probe else None
+    probe_ns = table.reader_pid_ns if table else None
+    if probe is not None and probe.error:
+        side = "mapped from the host side by its container ID" if host else "no host side to map it from"
+        notes.append(f"{container.name}: {probe.error}; {side}")
+
+    members = _members(pod, container, probe_ns, host) if host else []
+    pid_ns = probe_ns or next((p.pid_ns for p in members if p.pid_ns), None)
+    # container PID -> host-side record; the innermost NSpid entry is the PID in its own namespace.
+    host_by_cpid = {p.nspid[-1]: p for p in members}
+    host_by_reader_pid = {p.pid: p for p in host.table.processes} if host else {}
+    shared_all: dict[int, RawProcess] = {}
+    if host and pod.share_process_namespace and probe_ns is not None:
+        shared_all = {p.nspid[-1]: p for p in host.table.processes if p.pid_ns == probe_ns}
+    host_complete = host is not None and bool(members)
+
+    rows: list[Process] = []
+    seen: set[int] = set()
+    gone: list[int] = []
+    for proc in table.processes if table else ():
+        cpid = proc.nspid[-1]
+        if pod.share_process_namespace and host and cpid not in host_by_cpid and cpid in shared_all:
+            continue  # another container's (or pause's) process in the shared namespace
+        hproc = host_by_cpid.get(cpid)
+        flags: list[str] = []
+        if hproc is None and host_complete:
+            flags.append("gone")
+            gone.append(cpid)
+        elif hproc is not None and hproc.cmdline != proc.cmdline and hproc.name != proc.name:
+            flags.append("mismatch")
+            notes.append(f"{container.name}: PID {cpid} runs {proc.cmdline!r} in the container but "
+                         f"{hproc.cmdline!r} on the host (the PID was reused between the two reads)")
+        seen.add(cpid)
+        rows.append(_row(cpid, proc, hproc, host, table, flags))
+    new: list[int] = []
+    for cpid, hproc in host_by_cpid.items():
+        if cpid in seen:
+            continue
+        flags = ["new"] if table else []
+        if table:
+            new.append(cpid)
+        parent = host_by_reader_pid.get(hproc.ppid)
+        ppid = parent.nspid[-1] if parent is not None and parent.pid_ns == hproc.pid_ns \
+            and len(parent.nspid) == len(hproc.nspid) else 0
+        rows.append(_row(cpid, None, hproc, host, None, flags, ppid=ppid))
+    if gone:
+        notes.append(f"{container.name}: PIDs {_pids(gone)} seen in the container are gone on the host "
+                     "(they exited between the probe and the host scan)")
+    if new:
+        notes.append(f"{container.name}: PIDs {_pids(new)} exist on the host but were not seen by the probe "
+                     "(they started after it ran)")
+    if host is not None and not members and (table is None or table.processes):
+        notes.append(f"{container.name}: no process of this container found on the host side "
+                     f"(container ID {(container.container_id or '?')[:12]})")
+    if table is None and not members:
+        notes.append(f"{container.name}: its processes could not be mapped")
+    rows.sort(key=lambda row: (row.container_pid is None, row.container_pid or 0))
+    cgroup_id = next((p.cgroup_id for p in members if p.cgroup_id), None) or container.container_id
+    return ContainerMap(container=container, pid_namespace=pid_ns, cgroup_id=cgroup_id,
+                        processes=tuple(rows), notes=tuple(notes))
+
+
+def _pids(pids: list[int]) -> str:
+    return ", ".join(str(pid) for pid in sorted(pids))
+
+
+def _row(cpid: int, proc: RawProcess | None, hproc: RawProcess | None, host: HostView | None,
+         probe_table: ProcessTable | None, flags: list[str], *, ppid: int | None = None) -> Process:
+    if cpid == 1:
+        flags = ["pid1", *flags]
+    user: str | None = None
+    if proc is not None and probe_table is not None:
+        user = _user(proc.uid, probe_table.users)
+    elif hproc is not None:
+        user = _user(hproc.uid, {})  # the host's user names need not be the container's
+    seen_by = proc or hproc
+    return Process(
+        container_pid=cpid,
+        node_pid=_level(hproc, host.node_level) if hproc and host else None,
+        host_pid=_level(hproc, host.host_level) if hproc and host else None,
+        ppid=proc.ppid if proc is not None else ppid,
+        user=user,
+        state=seen_by.state if seen_by else None,
+        command=seen_by.cmdline if seen_by else "",
+        start_time=_start_time(host.table, hproc) if hproc and host else None,
+        flags=tuple(flags),
+    )

@@ -1,0 +1,141 @@
+"""Pure: ``PodMap`` → table, wide table, JSON or YAML — all from one document (``to_document``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import yaml
+from tabulate import tabulate
+
+from pidmap.model import Container, ContainerMap, PodMap, Process
+
+Output = Literal["table", "wide", "json", "yaml"]
+OUTPUTS: tuple[Output, ...] = ("table", "wide", "json", "yaml")
+MISSING = "-"
+
+
+def state_text(container: Container) -> str:
+    if container.state == "waiting":
+        return f"waiting ({container.reason})" if container.reason else "waiting"
+    if container.state == "terminated":
+        reason = f", {container.reason}" if container.reason else ""
+        return f"terminated (exit {container.exit_code}{reason})"
+    return container.state
+
+
+def _process_doc(proc: Process) -> dict[str, Any]:
+    return {
+        "container_pid": proc.container_pid,
+        "node_pid": proc.node_pid,
+        "host_pid": proc.host_pid,
+        "ppid": proc.ppid,
+        "user": proc.user,
+        "state": proc.state,
+        "command": proc.command,
+        "start_time": proc.start_time,
+        "flags": list(proc.flags),
+    }
+
+
+def _container_doc(cmap: ContainerMap) -> dict[str, Any]:
+    c = cmap.container
+    return {
+        "name": c.name,
+        "type": c.type,
+        "container_id": c.container_id,
+        "state": c.state,
+        "reason": c.reason,
+        "exit_code": c.exit_code,
+        "restart_count": c.restart_count,
+        "pid_namespace": cmap.pid_namespace,
+        "cgroup_id": cmap.cgroup_id,
+        "image": c.image,
+        "processes": [_process_doc(p) for p in cmap.processes],
+        "notes": list(cmap.notes),
+    }
+
+
+def to_document(result: PodMap) -> dict[str, Any]:
+    """The JSON/YAML document; its keys are pinned by tests/unit/test_contract.py."""
+    node = result.node
+    notes = list(result.notes)
+    for cmap in result.containers:
+        notes.extend(cmap.notes)
+    return {
+        "namespace": result.pod.namespace,
+        "pod": result.pod.name,
+        "phase": result.pod.phase,
+        "node": {
+            "name": node.name if node else result.pod.node_name,
+            "provider": node.provider if node else None,
+            "container_id": node.container_id if node else None,
+            "host_pid": node.host_pid if node else None,
+        },
+        "via": result.via,
+        "containers": [_container_doc(c) for c in result.containers],
+        "notes": notes,
+    }
+
+
+def _cell(value: object) -> str:
+    return MISSING if value is None else str(value)
+
+
+def _pid1(proc: Process) -> str:
+    # PID 1 stands out: it is the container's init, the one process whose exit ends the container.
+    return f"{proc.container_pid}*" if "pid1" in proc.flags else _cell(proc.container_pid)
+
+
+def _table(cmap: ContainerMap, wide: bool) -> str:
+    headers = ["CONTAINER PID", "NODE PID", "HOST PID", "PPID", "USER", "STATE"]
+    if wide:
+        headers += ["START"]
+    headers += ["FLAGS", "COMMAND"]
+    rows = []
+    for proc in cmap.processes:
+        row = [_pid1(proc), _cell(proc.node_pid), _cell(proc.host_pid), _cell(proc.ppid), _cell(proc.user),
+               _cell(proc.state)]
+        if wide:
+            row.append(_cell(proc.start_time))
+        flags = ",".join(f for f in proc.flags if f != "pid1")
+        row += [flags, proc.command if len(proc.command) <= 120 or wide else proc.command[:117] + "..."]
+        rows.append(row)
+    return tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True)
+
+
+def render_text(result: PodMap, wide: bool = False) -> str:
+    pod, node = result.pod, result.node
+    lines = [f"POD {pod.namespace}/{pod.name}   phase: {pod.phase}"]
+    if node is not None:
+        lines.append(f"NODE {node.name}   provider: {node.provider}   container: {node.container_id[:12]}   "
+                     f"host PID: {_cell(node.host_pid)}" + ("" if node.running else "   (stopped)"))
+    else:
+        lines.append(f"NODE {pod.node_name or '(not scheduled)'}   provider: -   container: -   host PID: -")
+    if result.via:
+        lines.append(f"VIA {result.via}")
+    for cmap in result.containers:
+        c = cmap.container
+        cid = (c.container_id or MISSING)[: 64 if wide else 12]
+        head = (f"\nCONTAINER {c.name} ({c.type})   state: {state_text(c)}   restarts: {c.restart_count}   "
+                f"id: {cid}")
+        if wide:
+            head += f"   pid-ns: {_cell(cmap.pid_namespace)}   cgroup-id: {_cell(cmap.cgroup_id)}"
+        lines.append(head)
+        if cmap.processes:
+            lines.append(_table(cmap, wide))
+    if any("pid1" in p.flags for cmap in result.containers for p in cmap.processes):
+        lines.append("\n* = PID 1 of the container's PID namespace")
+    notes = [*result.notes, *(n for cmap in result.containers for n in cmap.notes)]
+    if notes:
+        lines.append("\nNOTES")
+        lines.extend(f"  - {note}" for note in notes)
+    return "\n".join(lines)
+
+
+def render(result: PodMap, output: Output) -> str:
+    if output == "json":
+        return json.dumps(to_document(result), indent=2)
+    if output == "yaml":
+        return yaml.safe_dump(to_document(result), sort_keys=False).rstrip("\n")
+    return render_text(result, wide=output == "wide")

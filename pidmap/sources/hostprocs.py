@@ -1,0 +1,165 @@
+"""Host readers: one pass over a /proc, giving every process with its NSpid chain and identity.
+
+Two readers give the same ``ProcessTable``:
+
+* ``scan_local(procfs_root)`` reads a /proc on this machine (the Docker host), psutil-style with the
+  procfs root as a parameter. Missing processes (ENOENT/ESRCH: they exited mid-scan) are skipped;
+  unreadable fields (EACCES: another user's ns link when not root) become ``None`` plus one note.
+* ``scan_in_container(docker_client, container)`` runs ``procfs.SCAN_SCRIPT`` in the node container
+  through ``docker exec`` (busybox sh + /proc only) — for Docker Desktop, a remote DOCKER_HOST, or
+  ``--via docker``. Its PIDs are the node's view; the host's are not visible from there.
+
+Nothing here knows about pods: ``pidmap whois`` and ``pidmap node`` reuse the same tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from pidmap.errors import DockerError
+from pidmap.model import ProcessTable, RawProcess
+from pidmap.procfs import (
+    PROBE_MARKER,
+    SCAN_SCRIPT,
+    ScanFormatError,
+    cgroup_container_id,
+    parse_cmdline,
+    parse_ns_link,
+    parse_scan,
+    parse_stat_start_ticks,
+    parse_status,
+    raw_process,
+)
+
+DEFAULT_PROCFS = "/proc"
+
+
+def _pids(root: Path) -> list[int]:
+    if str(root) == psutil.PROCFS_PATH:
+        return psutil.pids()
+    return sorted(int(entry.name) for entry in root.iterdir() if entry.name.isdigit())
+
+
+def read_process(root: Path, pid: int) -> tuple[RawProcess | None, bool]:
+    """One process from ``root``/PID; (None, _) when it vanished. The flag: ns link was denied."""
+    base = root / str(pid)
+    try:
+        status = parse_status((base / "status").read_text())
+        if status is None:
+            return None, False
+        cmdline = parse_cmdline((base / "cmdline").read_bytes())
+        cgroup_id = cgroup_container_id((base / "cgroup").read_text())
+        start_ticks = parse_stat_start_ticks((base / "stat").read_text())
+    except (FileNotFoundError, ProcessLookupError):
+        return None, False
+    except PermissionError:
+        return None, True
+    denied = False
+    pid_ns: int | None = None
+    try:
+        pid_ns = parse_ns_link(os.readlink(base / "ns" / "pid"))
+    except (FileNotFoundError, ProcessLookupError):
+        return None, False
+    except PermissionError:
+        denied = True  # another user's process and we are not root: NSpid still tells the PIDs
+    return raw_process(pid, status, cmdline, pid_ns=pid_ns, cgroup_id=cgroup_id,
+                       start_ticks=start_ticks), denied
+
+
+def _boot_time(root: Path) -> float | None:
+    try:
+        for line in (root / "stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _users() -> dict[int, str]:
+    import pwd
+
+    return {entry.pw_uid: entry.pw_name for entry in pwd.getpwall()}
+
+
+def scan_local(procfs_root: str = DEFAULT_PROCFS) -> ProcessTable:
+    """Every process visible in ``procfs_root``, the scanner itself excluded."""
+    root = Path(procfs_root)
+    processes: list[RawProcess] = []
+    denied = 0
+    for pid in _pids(root):
+        proc, was_denied = read_process(root, pid)
+        denied += was_denied
+        if proc is not None and PROBE_MARKER not in proc.cmdline:
+            processes.append(proc)
+    notes: list[str] = []
+    if denied:
+        notes.append(f"not root: the PID-namespace inode of {denied} processes is unreadable "
+                     "(matched by cgroup container ID instead)")
+    reader_ns: int | None = None
+    with contextlib.suppress(OSError):
+        reader_ns = parse_ns_link(os.readlink(root / "self" / "ns" / "pid"))
+    own = frozenset({os.getpid()}) if str(root) == DEFAULT_PROCFS else frozenset()
+    return ProcessTable(
+        processes=tuple(proc for proc in processes if proc.pid not in own),
+        reader_pid_ns=reader_ns, own_pids=own, users=_users(), boot_time=_boot_time(root),
+        clock_ticks=os.sysconf("SC_CLK_TCK"), notes=tuple(notes),
+    )
+
+
+def can_read_ns_links(procfs_root: str = DEFAULT_PROCFS, pid: int = 1) -> bool:
+    try:
+        os.readlink(Path(procfs_root) / str(pid) / "ns" / "pid")
+    except OSError:
+        return False
+    return True
+
+
+def sees_container(container_id: str, host_pid: int | None, procfs_root: str = DEFAULT_PROCFS) -> bool:
+    """True when ``host_pid`` in this /proc is the container's init (same machine, same kernel).
+
+    On Docker Desktop or a remote engine, State.Pid names a process of another machine: the PID may
+    not exist here, or belong to something else, so the cgroup must carry the container's id.
+    """
+    if not host_pid:
+        return False
+    try:
+        cgroup = (Path(procfs_root) / str(host_pid) / "cgroup").read_text()
+    except OSError:
+        return False
+    return container_id in cgroup
+
+
+def scan_in_container(client: Any, container_id: str, *, timeout: float = 30.0) -> ProcessTable:
+    """Run the scan inside a (node) container with ``docker exec``; PIDs are that container's view."""
+    import docker.errors
+
+    try:
+        container = client.containers.get(container_id)
+        result = container.exec_run(["sh", "-c", SCAN_SCRIPT, PROBE_MARKER, "full"], demux=True)
+    except docker.errors.NotFound as err:
+        raise DockerError(f"node container {container_id[:12]} no longer exists",
+                          "the node was removed while pidmap ran; check: docker ps") from err
+    except docker.errors.APIError as err:
+        raise DockerError(f"docker exec into the node failed: {err.explanation or err}",
+                          "is the node container running? docker ps") from err
+    except docker.errors.DockerException as err:
+        raise DockerError(f"Docker engine error during docker exec: {err}",
+                          "check the engine: docker version") from err
+    stdout, stderr = result.output if isinstance(result.output, tuple) else (result.output, b"")
+    text = (stdout or b"").decode("utf-8", "replace")
+    try:
+        table = parse_scan(text)
+    except ScanFormatError as err:
+        detail = (stderr or b"").decode("utf-8", "replace").strip().splitlines()
+        raise DockerError(
+            f"the node-side reader failed in the node container (exit {result.exit_code}): "
+            f"{detail[-1] if detail else err}",
+            "the node needs /bin/sh and /proc; try --via local on the Docker host",
+        ) from err
+    return table

@@ -1,0 +1,319 @@
+"""The Kubernetes side: kubeconfig, the pod (spec + status), and the in-container probe over exec.
+
+Every client failure is translated here into a ``PidmapError``; nothing from ``kubernetes``,
+``urllib3`` or ``websocket`` leaves this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pidmap.errors import (
+    ConfigError,
+    ExecError,
+    ForbiddenError,
+    NotFoundError,
+    PidmapError,
+    UnreachableError,
+    UsageError,
+)
+from pidmap.model import Container, ContainerState, ContainerType, Options, Pod, ProbeResult, Target
+from pidmap.procfs import PROBE_MARKER, SCAN_SCRIPT, ScanFormatError, parse_scan
+
+# DNS-1123 subdomain (pod names) and label (namespaces, container names): checked before any call,
+# so that no odd text ever reaches a URL, a log line or a shell.
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def validate_target(target: Target) -> None:
+    if len(target.pod) > 253 or not _SUBDOMAIN.match(target.pod):
+        raise UsageError(f"invalid pod name {target.pod!r}: not a DNS-1123 subdomain",
+                         "pod names are lower-case letters, digits, '-' and '.'")
+    if len(target.namespace) > 63 or not _LABEL.match(target.namespace):
+        raise UsageError(f"invalid namespace {target.namespace!r}: not a DNS-1123 label",
+                         "namespaces are lower-case letters, digits and '-'")
+    if target.container is not None and (len(target.container) > 63 or not _LABEL.match(target.container)):
+        raise UsageError(f"invalid container name {target.container!r}: not a DNS-1123 label",
+                         "container names are lower-case letters, digits and '-'")
+
+
+class Cluster:
+    """A loaded kubeconfig: makes one ApiClient per caller (exec needs a private one)."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.configuration = _load_configuration(options)
+
+    def api(self) -> Any:
+        from kubernetes import client
+
+        return client.CoreV1Api(client.ApiClient(self.configuration))
+
+    def get_pod(self, target: Target) -> Pod:
+        raw = self._call(lambda api: api.read_namespaced_pod(
+            target.pod, target.namespace, _request_timeout=self.options.request_timeout),
+            what=f"pod {target.pod}", target=target)
+        return pod_from_api(raw)
+
+    def _call(self, fn: Callable[[Any], Any], *, what: str, target: Target) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        api = self.api()
+        try:
+            with _translate_transport(self.configuration.host):
+                return fn(api)
+        except ApiException as err:
+            if err.status == 404:
+                raise self._not_found(api, target) from err
+            raise _api_error(err, what) from err
+        finally:
+            api.api_client.close()
+
+    def _not_found(self, api: Any, target: Target) -> PidmapError:
+        from kubernetes.client.exceptions import ApiException
+
+        # A 404 for the pod reads the same whether the pod or its namespace is missing; asking for
+        # the namespace tells them apart (a 403 on namespaces just leaves the pod message).
+        try:
+            with _translate_transport(self.configuration.host):
+                api.read_namespace(target.namespace, _request_timeout=self.options.request_timeout)
+        except ApiException as err:
+            body = _status_body(err)
+            if err.status == 404 and (body.get("details") or {}).get("kind") == "namespaces":
+                return NotFoundError(f'namespace "{target.namespace}" not found',
+                                     "list namespaces: kubectl get namespaces")
+        except PidmapError:
+            pass
+        return NotFoundError(f'pod "{target.pod}" not found in namespace "{target.namespace}"',
+                             f"list pods: kubectl get pods -n {target.namespace}")
+
+    def probe(self, target: Target, container: str) -> ProbeResult:
+        """Run ``SCAN_SCRIPT`` in one container (own ApiClient: stream() patches it)."""
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.stream import stream
+
+        api = self.api()
+        try:
+            with _translate_transport(self.configuration.host):
+                resp = stream(api.connect_get_namespaced_pod_exec, target.pod, target.namespace,
+                              command=["sh", "-c", SCAN_SCRIPT, PROBE_MARKER, "probe"], container=container,
+                              stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+                try:
+                    resp.run_forever(timeout=self.options.exec_timeout)
+                    still_open = resp.is_open()
+                    stdout = resp.read_stdout(timeout=0) if resp.peek_stdout() else ""
+                    stderr = resp.read_stderr(timeout=0) if resp.peek_stderr() else ""
+                    status_text = resp.read_channel(3)
+                finally:
+                    resp.close()
+        except ApiException as err:
+            return _exec_api_failure(err, container)
+        except ExecError as err:
+            return ProbeResult(container=container, table=None, error=err.message)
+        if still_open:
+            return ProbeResult(container=container, table=None,
+                               error=f"the probe did not finish within {self.options.exec_timeout:g}s")
+        return _probe_result(container, stdout, stderr, status_text)
+
+
+def _probe_result(container: str, stdout: str, stderr: str, status_text: str) -> ProbeResult:
+    # Read channel 3 ourselves rather than through WSClient.returncode, which raises ValueError
+    # for a failure without an exit code (missing binary), TypeError when the channel is empty
+    # and returns None when the server dropped the connection (REFERENCE.md).
+    exit_code, message = parse_exec_status(status_text)
+    if exit_code == 0 or (exit_code is not None and stdout.rstrip().endswith("end")):
+        try:
+            return ProbeResult(container=container, table=parse_scan(stdout))
+        except ScanFormatError as err:
+            return ProbeResult(container=container, table=None, error=f"unreadable probe output: {err}")
+    text = f"{message or ''} {stderr}".lower()
+    if exit_code in (126, 127) or "executable file not found" in text or "no such file" in text \
+            or ("not found" in text and "sh" in text):
+        return ProbeResult(container=container, table=None, no_shell=True,
+                           error="the container has no shell (sh) to run the probe")
+    if "not running" in text or "container not found" in text:
+        return ProbeResult(container=container, table=None,
+                           error=f"exec refused: {message or stderr}".strip())
+    if exit_code is None and message is None:
+        return ProbeResult(container=container, table=None,
+                           error="the API server closed the exec stream without a status")
+    detail = message or stderr.strip() or f"exit code {exit_code}"
+    return ProbeResult(container=container, table=None, error=f"the probe failed: {detail}")
+
+
+def parse_exec_status(text: str) -> tuple[int | None, str | None]:
+    """(exit code, message) from the channel-3 Status; (None, None) when there is none."""
+    if not text.strip():
+        return None, None
+    try:
+        status = json.loads(text)
+    except ValueError:
+        return None, text.strip()
+    if status.get("status") == "Success":
+        return 0, None
+    message = status.get("message")
+    for cause in (status.get("details") or {}).get("causes") or []:
+        if cause.get("reason") == "ExitCode":
+            try:
+                return int(cause.get("message")), message
+            except (TypeError, ValueError):
+                break
+    return None, message or status.get("reason") or "exec failed"
+
+
+def _exec_api_failure(err: Any, container: str) -> ProbeResult:
+    # Before the upgrade stream() wraps the HTTP error in ApiException(status=0): the code is only
+    # in the text, and the websocket exception (status_code, resp_body) is its __context__.
+    ws_err = err.__context__
+    code = getattr(ws_err, "status_code", None) or err.status or _code_in(str(err.reason))
+    body_raw = getattr(ws_err, "resp_body", None) or err.body or ""
+    if isinstance(body_raw, bytes):
+        body_raw = body_raw.decode("utf-8", "replace")
+    try:
+        message = json.loads(body_raw).get("message") or ""
+    except (ValueError, AttributeError):
+        message = ""
+    if code == 403:
+        raise ForbiddenError(f"exec into pod is forbidden: {message or 'pods/exec denied (403)'}",
+                             "your credentials need the create verb on pods/exec (RBAC)")
+    if code == 401:
+        raise ForbiddenError("the API server rejected the credentials (401 Unauthorized)",
+                             "the token or certificate in the kubeconfig is wrong or expired")
+    text = message or str(err.reason)
+    if "not running" in text or code == 400:
+        return ProbeResult(container=container, table=None, error=f"exec refused: {text}")
+    if code == 404:
+        return ProbeResult(container=container, table=None, error=f"exec target not found: {text}")
+    return ProbeResult(container=container, table=None, error=f"exec failed: {text}")
+
+
+def _code_in(text: str) -> int | None:
+    match = re.search(r"\b([45]\d\d)\b", text)
+    return int(match.group(1)) if match else None
+
+
+def _status_body(err: Any) -> dict[str, Any]:
+    try:
+        body = json.loads(err.body or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _api_error(err: Any, what: str) -> PidmapError:
+    body = _status_body(err)
+    message = body.get("message") or err.reason or "error"
+    if err.status == 401:
+        return ForbiddenError("the API server rejected the credentials (401 Unauthorized)",
+                              "the token or certificate in the kubeconfig is wrong or expired")
+    if err.status == 403:
+        return ForbiddenError(f"reading {what} is forbidden: {message}",
+                              "your credentials need get on pods in that namespace (RBAC)")
+    if err.status == 0 or err.status is None:
+        return UnreachableError(f"the API server failed: {message}")
+    return PidmapError(f"the API server answered {err.status} for {what}: {message}",
+                       "rerun with --debug for details")
+
+
+@contextmanager
+def _translate_transport(host: str) -> Iterator[None]:
+    """urllib3 / socket / TLS failures → UnreachableError (one line, the server named)."""
+    import ssl
+
+    import urllib3.exceptions
+
+    try:
+        yield
+    except urllib3.exceptions.MaxRetryError as err:
+        reason = err.reason
+        if isinstance(reason, urllib3.exceptions.SSLError | ssl.SSLError):
+            raise UnreachableError(f"TLS to the API server at {host} failed: {reason}",
+                                   "the kubeconfig's certificate-authority does not match the server"
+                                   ) from err
+        raise UnreachableError(f"the API server at {host} does not answer") from err
+    except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as err:
+        raise UnreachableError(f"the API server at {host} does not answer ({type(err).__name__})") from err
+    except OSError as err:
+        raise UnreachableError(f"the API server at {host} does not answer: {err}") from err
+
+
+def _load_configuration(options: Options) -> Any:
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    path = options.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or str(
+        Path.home() / ".kube" / "config")
+    if not Path(path).is_file():
+        raise ConfigError(f"no kubeconfig at {path}")
+    configuration = client.Configuration()
+    try:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=path, context=options.context,
+                                client_configuration=configuration, persist_config=False)
+    except ConfigException as err:
+        text = str(err).strip().splitlines()[0] if str(err).strip() else "invalid kubeconfig"
+        raise ConfigError(f"cannot use kubeconfig {path}: {text}",
+                          "list contexts: kubectl config get-contexts") from err
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise ConfigError(f"cannot read kubeconfig {path}: {err}") from err
+    configuration.retries = 0  # an unreachable server should fail fast, not after urllib3's retries
+    return configuration
+
+
+_PREFIX = re.compile(r"^([a-z0-9.-]+)://([0-9a-f]+)$")
+
+
+def _split_container_id(raw: str | None) -> tuple[str | None, str | None]:
+    if not raw:
+        return None, None
+    match = _PREFIX.match(raw)
+    return (match.group(2), match.group(1)) if match else (raw, None)
+
+
+def _container(spec: Any, status: Any, kind: ContainerType) -> Container:
+    state: ContainerState = "unknown"
+    reason = message = started = None
+    exit_code = None
+    container_id = runtime = None
+    restarts = 0
+    if status is not None:
+        container_id, runtime = _split_container_id(status.container_id)
+        restarts = status.restart_count or 0
+        st = status.state
+        if st is not None and st.running is not None:
+            state, started = "running", _iso(st.running.started_at)
+        elif st is not None and st.terminated is not None:
+            state, reason = "terminated", st.terminated.reason
+            exit_code, message = st.terminated.exit_code, st.terminated.message
+        elif st is not None and st.waiting is not None:
+            state, reason, message = "waiting", st.waiting.reason, st.waiting.message
+    return Container(name=spec.name, type=kind, image=spec.image or "", container_id=container_id,
+                     runtime=runtime, state=state, reason=reason, exit_code=exit_code,
+                     restart_count=restarts, started_at=started, message=message)
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if hasattr(value, "isoformat") else (str(value) if value else None)
+
+
+def pod_from_api(raw: Any) -> Pod:
+    spec, status = raw.spec, raw.status
+    containers: list[Container] = []
+    for kind, specs, statuses in (
+        ("init", spec.init_containers, status.init_container_statuses if status else None),
+        ("app", spec.containers, status.container_statuses if status else None),
+        ("ephemeral", spec.ephemeral_containers, status.ephemeral_container_statuses if status else None),
+    ):
+        by_name = {s.name: s for s in statuses or []}
+        containers.extend(_container(c, by_name.get(c.name), kind) for c in specs or [])  # type: ignore[arg-type]
+    return Pod(namespace=raw.metadata.namespace, name=raw.metadata.name, uid=raw.metadata.uid or "",
+               phase=(status.phase if status else None) or "Unknown", node_name=spec.node_name,
+               share_process_namespace=bool(spec.share_process_namespace), containers=tuple(containers),
+               reason=status.reason if status else None, message=status.message if status else None)
