@@ -6,11 +6,23 @@
 #   venv: .venv ready (pidmap 0.1.0 with the sandbox and dev extras)
 #
 # 1. the Docker engine (scripts/install-docker.sh: Debian's docker.io when none answers);
-# 2. a virtualenv in .venv with pidmap installed editable, with its sandbox and dev extras.
+# 2. graphviz, which renders the -o dot pictures in the tests;
+# 3. a virtualenv in .venv with pidmap installed editable, with its sandbox and dev extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-docker.sh
+
+# Graphviz renders the -o dot pictures in the tests (and for slides).
+if ! command -v dot >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing graphviz from Debian"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends graphviz >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends graphviz >/dev/null; }
+  else
+    echo "setup: graphviz (dot) missing; the picture tests need it (apt-get install graphviz)" >&2
+  fi
+fi
 
 py=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
