@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Time `pidmap show` side by side with the peers' ways of getting (part of) the same answer.
+
+    $ .venv/bin/python scripts/bench.py --pod kubia-manual --runs 5
+    pod default/kubia-manual on node learn-k8s-m03, 5 runs each, median wall time
+    what                                                   median s   vs pidmap show
+    pidmap show (container -> node -> host, all levels)       0.412            1.00
+    course's 3 commands (kubectl exec ps; get -o wide; ...)   0.655            1.59
+    kubectl exec POD -- ps aux (container level only)         0.201            0.49
+    docker top NODE (node/host level only)                    0.045            0.11
+    lsns -t pid (host level only)                             0.030            0.07
+
+Each peer answers only part of the question (see the "what" column); the course's three commands
+are the only peer that covers as many levels, and still leaves the matching to the reader's eye.
+kindps, pid2pod and crictl are not installable offline; where they are on PATH they are timed too.
+Uses the cluster of the current kubeconfig (KUBECONFIG / --kubeconfig). With --sandbox it brings a
+private sandbox up (and down again) and applies examples/kubia-manual.yaml first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def timed(argv: list[str], runs: int, env: dict[str, str]) -> float:
+    """Median wall time of ``argv`` over ``runs`` runs; a failing run aborts the benchmark."""
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        samples.append(time.perf_counter() - start)
+        if result.returncode != 0:
+            raise SystemExit(f"bench: {' '.join(argv)} exited {result.returncode}: {result.stderr.strip()}")
+    return statistics.median(samples)
+
+
+def pod_node(pod: str, namespace: str, env: dict[str, str]) -> str:
+    out = subprocess.run(["kubectl", "get", "pod", pod, "-n", namespace, "-o", "json"],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    node: str = json.loads(out)["spec"].get("nodeName") or ""
+    if not node:
+        raise SystemExit(f"bench: pod {namespace}/{pod} is not scheduled on a node")
+    return node
+
+
+def run_bench(pod: str, namespace: str, runs: int, env: dict[str, str]) -> list[tuple[str, float]]:
+    node = pod_node(pod, namespace, env)
+    pidmap = [sys.executable, "-m", "pidmap"]
+    course = [
+        ["kubectl", "exec", "-n", namespace, pod, "--", "ps", "aux"],
+        ["kubectl", "get", "pods", "-n", namespace, "-o", "wide"],
+        ["docker", "exec", node, "ps", "aux"],
+    ]
+    rows = [("pidmap show (container -> node -> host, all levels)",
+             timed([*pidmap, "show", pod, "-n", namespace], runs, env))]
+    rows.append(("course's 3 commands (kubectl exec ps; get -o wide; docker exec NODE ps)",
+                 sum(timed(argv, runs, env) for argv in course)))
+    rows.append(("kubectl exec POD -- ps aux (container level only)", timed(course[0], runs, env)))
+    rows.append(("docker top NODE (node/host level only)", timed(["docker", "top", node], runs, env)))
+    if shutil.which("lsns"):
+        rows.append(("lsns -t pid (host level only)", timed(["lsns", "-t", "pid"], runs, env)))
+    for peer, argv in (("kindps", ["kindps", pod]), ("pid2pod", ["pid2pod", "1"]),
+                       ("crictl", ["crictl", "ps"])):
+        if shutil.which(peer):
+            rows.append((f"{peer} ({' '.join(argv[1:])})", timed(argv, runs, env)))
+    print(f"pod {namespace}/{pod} on node {node}, {runs} runs each, median wall time")
+    return rows
+
+
+def report(rows: list[tuple[str, float]]) -> None:
+    base = rows[0][1]
+    width = max(len(name) for name, _ in rows)
+    print(f"{'what':<{width}}  {'median s':>9}  {'vs pidmap show':>14}")
+    for name, seconds in rows:
+        print(f"{name:<{width}}  {seconds:>9.3f}  {seconds / base:>14.2f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--pod", default="kubia-manual")
+    parser.add_argument("-n", "--namespace", default="default")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--kubeconfig")
+    parser.add_argument("--sandbox", action="store_true",
+                        help="bring a private sandbox up for the run, with kubia-manual applied")
+    args = parser.parse_args()
+    env = dict(os.environ)
+    if args.kubeconfig:
+        env["KUBECONFIG"] = args.kubeconfig
+    if not args.sandbox:
+        report(run_bench(args.pod, args.namespace, args.runs, env))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="pidmap-bench-") as home:
+        env["PIDMAP_SANDBOX_HOME"] = home
+        env["KUBECONFIG"] = str(Path(home) / "kubeconfig")
+        name = "pidmap-bench"
+        pidmap = [sys.executable, "-m", "pidmap", "sandbox"]
+        subprocess.run([*pidmap, "up", "--name", name, "--flavor", "minikube", "--kubeconfig",
+                        env["KUBECONFIG"]], env=env, check=True, stdout=subprocess.DEVNULL)
+        try:
+            subprocess.run(["kubectl", "apply", "-f", str(ROOT / "examples" / "kubia-manual.yaml")],
+                           env=env, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(["kubectl", "wait", "--for=jsonpath={.status.phase}=Running",
+                            "pod/kubia-manual", "--timeout=60s"], env=env, check=True,
+                           stdout=subprocess.DEVNULL)
+            report(run_bench("kubia-manual", "default", args.runs, env))
+        finally:
+            subprocess.run([*pidmap, "down", "--name", name], env=env, check=False,
+                           stdout=subprocess.DEVNULL)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
