@@ -1,0 +1,68 @@
+"""The JSON/YAML document's keys are a contract for scripts: pinned here."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from pidmap.correlate import correlate
+from pidmap.model import ProbeResult
+from pidmap.procfs import parse_scan
+from pidmap.render import render
+from tests.unit.recorded import load, local_view, node, pod
+
+DOC = load()
+
+TOP_KEYS = {"namespace", "pod", "phase", "node", "containers", "notes"}
+NODE_KEYS = {"name", "provider", "container_id", "host_pid"}
+CONTAINER_KEYS = {"name", "type", "container_id", "state", "restart_count", "pid_namespace", "processes"}
+PROCESS_KEYS = {"container_pid", "node_pid", "host_pid", "ppid", "user", "state", "command"}
+
+
+def _result() -> object:
+    probes = {"app": ProbeResult(container="app", table=parse_scan(DOC["container_probe"]))}
+    return correlate(pod(DOC), node(DOC), probes, local_view(DOC, drop={DOC["truth"]["node_host_pid"]}))
+
+
+def _check(doc: dict) -> None:  # type: ignore[type-arg]
+    assert TOP_KEYS <= doc.keys()
+    assert NODE_KEYS <= doc["node"].keys()
+    assert doc["containers"]
+    for container in doc["containers"]:
+        assert CONTAINER_KEYS <= container.keys()
+        assert container["type"] in ("init", "app", "ephemeral")
+        for proc in container["processes"]:
+            assert PROCESS_KEYS <= proc.keys()
+            for key in ("container_pid", "node_pid", "host_pid", "ppid"):
+                assert proc[key] is None or isinstance(proc[key], int)
+    assert isinstance(doc["notes"], list)
+
+
+def test_json_keys() -> None:
+    doc = json.loads(render(_result(), "json"))  # type: ignore[arg-type]
+    _check(doc)
+    assert doc["node"]["host_pid"] == DOC["truth"]["node_host_pid"]
+    assert doc["containers"][0]["processes"][0]["container_pid"] == 1
+
+
+def test_yaml_is_the_same_document() -> None:
+    result = _result()
+    assert yaml.safe_load(render(result, "yaml")) == json.loads(render(result, "json"))  # type: ignore[arg-type]
+
+
+def test_unseen_pid_is_null() -> None:
+    probes = {"app": ProbeResult(container="app", table=parse_scan(DOC["container_probe"]))}
+    result = correlate(pod(DOC), None, probes, None)
+    doc = json.loads(render(result, "json"))
+    procs = doc["containers"][0]["processes"]
+    assert procs and all(p["host_pid"] is None and p["node_pid"] is None for p in procs)
+    assert doc["node"]["provider"] is None
+
+
+def test_table_marks_pid1_and_wide_adds_columns() -> None:
+    result = _result()
+    table = render(result, "table")  # type: ignore[arg-type]
+    wide = render(result, "wide")  # type: ignore[arg-type]
+    assert "1*" in table and "* = PID 1" in table
+    assert "START" not in table and "START" in wide and "pid-ns:" in wide and "cgroup-id:" in wide

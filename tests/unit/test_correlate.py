@@ -1,0 +1,105 @@
+"""correlate() on the recorded chain: every PID checked against the recorded NSpid truth."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pidmap.correlate import correlate, explain_not_running
+from pidmap.model import Container, HostView, ProbeResult
+from pidmap.procfs import parse_scan
+from tests.unit.recorded import load, local_view, node, pod, running_container
+
+DOC = load()
+TRUTH = DOC["truth"]
+# container PID -> (node PID, host PID), straight from /proc/PID/status at recording time
+EXPECTED = {v[2]: (v[1], v[0]) for v in TRUTH["nspid"].values() if len(v) == 3}
+
+
+def _probe() -> dict[str, ProbeResult]:
+    return {"app": ProbeResult(container="app", table=parse_scan(DOC["container_probe"]))}
+
+
+def _rows(result_container: object) -> dict[int, tuple[int | None, int | None]]:
+    return {p.container_pid: (p.node_pid, p.host_pid) for p in result_container.processes}  # type: ignore[attr-defined]
+
+
+def test_chain_by_namespace_inode() -> None:
+    result = correlate(pod(DOC), node(DOC), _probe(), local_view(DOC))
+    (cmap,) = result.containers
+    assert _rows(cmap) == EXPECTED
+    assert cmap.pid_namespace == parse_scan(DOC["container_probe"]).reader_pid_ns
+    pid1 = next(p for p in cmap.processes if p.container_pid == 1)
+    assert "pid1" in pid1.flags and pid1.ppid == 0 and pid1.user == "root"
+    assert pid1.command == "sleep 100002" and pid1.start_time is not None
+    assert not result.notes and not cmap.notes
+
+
+def test_not_root_matches_by_cgroup() -> None:
+    result = correlate(pod(DOC), node(DOC), _probe(), local_view(DOC, with_ns=False))
+    assert _rows(result.containers[0]) == EXPECTED
+
+
+def test_no_shell_maps_from_host_by_container_id() -> None:
+    probes = {"app": ProbeResult(container="app", table=None, no_shell=True, error="no shell")}
+    (cmap,) = correlate(pod(DOC), node(DOC), probes, local_view(DOC)).containers
+    assert _rows(cmap) == EXPECTED
+    by_pid = {p.container_pid: p for p in cmap.processes}
+    assert by_pid[2].ppid == 1 and by_pid[1].ppid == 0  # derived from the host's PPid
+    assert any("no shell" in note for note in cmap.notes)
+
+
+def test_via_docker_has_node_pids_but_no_host_pids() -> None:
+    view = HostView(table=parse_scan(DOC["node_scan_full"]), via="docker", node_level=0, host_level=None)
+    (cmap,) = correlate(pod(DOC), node(DOC), _probe(), view).containers
+    assert _rows(cmap) == {cpid: (node_pid, None) for cpid, (node_pid, _) in EXPECTED.items()}
+
+
+def test_exited_process_is_flagged_gone_not_hidden() -> None:
+    host_pid_of_2 = EXPECTED[2][1]
+    (cmap,) = correlate(pod(DOC), node(DOC), _probe(), local_view(DOC, drop={host_pid_of_2})).containers
+    row = next(p for p in cmap.processes if p.container_pid == 2)
+    assert row.host_pid is None and row.node_pid is None and "gone" in row.flags
+    assert any("PIDs 2 seen in the container are gone" in n for n in cmap.notes)
+
+
+def test_process_started_after_probe_is_flagged_new() -> None:
+    table = parse_scan(DOC["container_probe"])
+    table = replace(table, processes=tuple(p for p in table.processes if p.pid != 2))
+    probes = {"app": ProbeResult(container="app", table=table)}
+    (cmap,) = correlate(pod(DOC), node(DOC), probes, local_view(DOC)).containers
+    row = next(p for p in cmap.processes if p.container_pid == 2)
+    assert row.host_pid == EXPECTED[2][1] and "new" in row.flags
+
+
+def test_shared_namespace_splits_by_cgroup() -> None:
+    other = Container(name="sidecar", type="app", image="x", container_id="c" * 64, runtime="containerd",
+                      state="running")
+    probe_table = parse_scan(DOC["container_probe"])
+    probes = {"app": ProbeResult(container="app", table=probe_table),
+              "sidecar": ProbeResult(container="sidecar", table=probe_table)}
+    result = correlate(pod(DOC, running_container(DOC), other, shared=True), node(DOC), probes, local_view(DOC))
+    app, sidecar = result.containers
+    assert _rows(app) == EXPECTED
+    assert sidecar.processes == ()  # none of the namespace's processes carries its id
+
+
+def test_waiting_and_terminated_containers_have_no_rows() -> None:
+    waiting = replace(running_container(DOC, "w"), state="waiting", reason="CrashLoopBackOff")
+    done = replace(running_container(DOC, "i"), type="init", state="terminated", exit_code=0,
+                   reason="Completed")
+    result = correlate(pod(DOC, done, waiting), node(DOC), {}, local_view(DOC))
+    assert [c.processes for c in result.containers] == [(), ()]
+
+
+def test_not_running_phases_explain_why() -> None:
+    done = replace(running_container(DOC, "job"), state="terminated", exit_code=3, reason="Error")
+    failed = pod(DOC, done, phase="Failed")
+    (why,) = explain_not_running(failed)
+    assert "Failed" in why and "job exited 3 (Error)" in why
+    pending = replace(pod(DOC, replace(done, state="waiting", reason="ContainerCreating", exit_code=None),
+                          phase="Pending"))
+    assert "ContainerCreating" in explain_not_running(pending)[0]
+    assert "not scheduled" in explain_not_running(replace(pending, node_name=None))[0]
+    assert "cannot be obtained" in explain_not_running(replace(pending, phase="Unknown"))[0]
+    result = correlate(failed, None, {}, None)
+    assert result.notes == (why,) and not result.running
