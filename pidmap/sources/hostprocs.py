@@ -99,8 +99,9 @@ def scan_local(procfs_root: str = DEFAULT_PROCFS) -> ProcessTable:
             processes.append(proc)
     notes: list[str] = []
     if denied:
-        notes.append(f"not root: the PID-namespace inode of {denied} processes is unreadable "
-                     "(matched by cgroup container ID instead)")
+        who = "not root: " if os.geteuid() != 0 else ""
+        notes.append(f"{who}the PID-namespace inode of {denied} host processes is unreadable "
+                     "(those are matched by cgroup container ID instead)")
     reader_ns: int | None = None
     with contextlib.suppress(OSError):
         reader_ns = parse_ns_link(os.readlink(root / "self" / "ns" / "pid"))

@@ -1,0 +1,68 @@
+"""Finding the node container through the Docker SDK, checked against ``docker inspect``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from pidmap.errors import ExitStatus
+from pidmap.sources.nodes import DockerUnavailable, NodeNotDockerError, docker_client, find_node
+from tests.fixtures.chain import Chain, start_chain
+
+pytestmark = [pytest.mark.root, pytest.mark.docker]
+
+
+@pytest.fixture(scope="module")
+def chain() -> Iterator[Chain]:
+    chain = start_chain("pc-it-nodes")
+    try:
+        yield chain
+    finally:
+        chain.remove()
+
+
+def test_find_minikube_node_matches_docker_inspect(chain: Chain) -> None:
+    inspect = json.loads(subprocess.run(["docker", "inspect", chain.node], capture_output=True, text=True,
+                                        check=True).stdout)[0]
+    node = find_node(docker_client(), chain.node)
+    assert node.provider == "minikube"
+    assert node.container_id == inspect["Id"]
+    assert node.host_pid == inspect["State"]["Pid"]
+    assert node.running
+
+
+def test_kind_and_k3d_labels() -> None:
+    made = []
+    try:
+        for name, labels in (("pc-it-kind-worker", ["io.x-k8s.kind.cluster=pc-it", "io.x-k8s.kind.role=worker"]),
+                             ("k3d-pc-it-agent-0", ["k3d.cluster=pc-it", "k3d.role=agent"])):
+            argv = ["docker", "run", "-d", "--name", name, "--hostname", name, "--network", "none"]
+            for label in labels:
+                argv += ["--label", label]
+            subprocess.run([*argv, "pc-busybox:1", "sleep", "1000"], capture_output=True, check=True)
+            made.append(name)
+        assert find_node(docker_client(), "pc-it-kind-worker").provider == "kind"
+        assert find_node(docker_client(), "k3d-pc-it-agent-0").provider == "k3d"
+    finally:
+        for name in made:
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+def test_node_that_is_not_a_docker_container() -> None:
+    with pytest.raises(NodeNotDockerError) as info:
+        find_node(docker_client(), "pc-no-such-node")
+    assert info.value.status == ExitStatus.DOCKER
+    assert "not a Docker container" in info.value.message
+
+
+def test_docker_engine_down(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/dead.sock")
+    with pytest.raises(DockerUnavailable) as info:
+        docker_client()
+    assert info.value.status == ExitStatus.DOCKER
+    assert "no Docker engine answers" in info.value.message
+    assert os.environ["DOCKER_HOST"] in info.value.message
