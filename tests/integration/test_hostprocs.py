@@ -49,7 +49,8 @@ def test_local_scan_agrees_with_docker_top(chain: Chain) -> None:
                          check=True).stdout.splitlines()[1:]
     top_pids = {int(line.split()[0]): line.split(None, 1)[1] for line in top}
     table = hostprocs.scan_local()
-    in_node = {p.pid: p.cmdline for p in table.processes if p.cgroup_id in (chain.node_id, chain.container_id)}
+    ids = (chain.node_id, chain.container_id)
+    in_node = {p.pid: p.cmdline for p in table.processes if p.cgroup_id in ids}
     assert in_node == top_pids
 
 

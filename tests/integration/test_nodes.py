@@ -38,7 +38,8 @@ def test_find_minikube_node_matches_docker_inspect(chain: Chain) -> None:
 def test_kind_and_k3d_labels() -> None:
     made = []
     try:
-        for name, labels in (("pc-it-kind-worker", ["io.x-k8s.kind.cluster=pc-it", "io.x-k8s.kind.role=worker"]),
+        kind = ["io.x-k8s.kind.cluster=pc-it", "io.x-k8s.kind.role=worker"]
+        for name, labels in (("pc-it-kind-worker", kind),
                              ("k3d-pc-it-agent-0", ["k3d.cluster=pc-it", "k3d.role=agent"])):
             argv = ["docker", "run", "-d", "--name", name, "--hostname", name, "--network", "none"]
             for label in labels:

@@ -26,14 +26,14 @@ def _result() -> object:
 
 
 def _check(doc: dict) -> None:  # type: ignore[type-arg]
-    assert TOP_KEYS <= doc.keys()
-    assert NODE_KEYS <= doc["node"].keys()
+    assert doc.keys() >= TOP_KEYS
+    assert doc["node"].keys() >= NODE_KEYS
     assert doc["containers"]
     for container in doc["containers"]:
-        assert CONTAINER_KEYS <= container.keys()
+        assert container.keys() >= CONTAINER_KEYS
         assert container["type"] in ("init", "app", "ephemeral")
         for proc in container["processes"]:
-            assert PROCESS_KEYS <= proc.keys()
+            assert proc.keys() >= PROCESS_KEYS
             for key in ("container_pid", "node_pid", "host_pid", "ppid"):
                 assert proc[key] is None or isinstance(proc[key], int)
     assert isinstance(doc["notes"], list)

@@ -77,7 +77,8 @@ def test_shared_namespace_splits_by_cgroup() -> None:
     probe_table = parse_scan(DOC["container_probe"])
     probes = {"app": ProbeResult(container="app", table=probe_table),
               "sidecar": ProbeResult(container="sidecar", table=probe_table)}
-    result = correlate(pod(DOC, running_container(DOC), other, shared=True), node(DOC), probes, local_view(DOC))
+    shared = pod(DOC, running_container(DOC), other, shared=True)
+    result = correlate(shared, node(DOC), probes, local_view(DOC))
     app, sidecar = result.containers
     assert _rows(app) == EXPECTED
     assert sidecar.processes == ()  # none of the namespace's processes carries its id
