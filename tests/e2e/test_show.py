@@ -1,0 +1,221 @@
+"""`pidmap show` on the sandbox: every number pidmap prints equals ground truth read independently —
+the host's /proc/PID/status NSpid, `docker exec NODE ps`, and `kubectl exec POD -- ps` (real kubectl).
+
+Run with PIDMAP_TEST_SANDBOX=pc-test (the session fixture brings the sandbox up and down).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pidmap.errors import ExitStatus
+from tests.conftest import Sandbox
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.root, pytest.mark.docker]
+
+RUNNING_EXAMPLES = ["kubia-manual.yaml", "sidecar.yaml", "adapter.yaml", "ambassador.yaml",
+                    "init-container.yaml", "shared-pid.yaml"]
+
+
+def _nspid(host_pid: int) -> list[int]:
+    for line in Path(f"/proc/{host_pid}/status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return [int(x) for x in line.split()[1:]]
+    raise AssertionError(host_pid)
+
+
+def _ps_table(text: str) -> dict[int, tuple[int, str]]:
+    """busybox `ps -o pid,ppid,args` → {pid: (ppid, args)}."""
+    rows: dict[int, tuple[int, str]] = {}
+    for line in text.splitlines()[1:]:
+        parts = line.split(None, 2)
+        if len(parts) == 3 and parts[0].isdigit():
+            rows[int(parts[0])] = (int(parts[1]), parts[2].strip())
+    return rows
+
+
+def _show(box: Sandbox, pod: str, *args: str) -> dict[str, Any]:
+    result = box.pidmap("show", pod, "-o", "json", *args)
+    doc: dict[str, Any] = json.loads(result.stdout)
+    return doc
+
+
+def _container_ps(box: Sandbox, pod: str, container: str) -> dict[int, tuple[int, str]]:
+    out = box.kubectl("exec", pod, "-c", container, "--", "ps", "-o", "pid,ppid,args").stdout
+    # ps itself is a fresh process the probe could not have seen.
+    return {pid: row for pid, row in _ps_table(out).items() if not row[1].startswith("ps -o")}
+
+
+@pytest.fixture(scope="module")
+def running(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
+    pods = {}
+    for example in RUNNING_EXAMPLES:
+        pod = sandbox.apply_example(example)
+        pods[pod["metadata"]["name"]] = pod
+    return pods
+
+
+def _alive(host_pid: int, command: str) -> bool:
+    try:
+        raw = Path(f"/proc/{host_pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return raw.replace(b"\0", b" ").decode().strip() == command
+
+
+@pytest.mark.parametrize("example", RUNNING_EXAMPLES)
+def test_every_pid_matches_ground_truth(sandbox: Sandbox, running: dict[str, dict[str, Any]],
+                                        example: str) -> None:
+    name = {"kubia-manual.yaml": "kubia-manual", "init-container.yaml": "init-demo"}.get(
+        example, example.removesuffix(".yaml"))
+    pod = sandbox.pod(name)
+    node_name = pod["spec"]["nodeName"]
+    statuses = {s["name"]: s for key in ("containerStatuses", "initContainerStatuses")
+                for s in pod["status"].get(key, [])}
+    running_names = [n for n, s in statuses.items() if "running" in s["state"]]
+    # ps before and after pidmap: what both show is long-lived and must be in pidmap's answer;
+    # short-lived processes (the sidecars' `sleep 1`) may come and go in between.
+    before = {c: _container_ps(sandbox, name, c) for c in running_names}
+    doc = _show(sandbox, name)
+    after = {c: _container_ps(sandbox, name, c) for c in running_names}
+    node_ps = _ps_table(subprocess.run(["docker", "exec", node_name, "ps", "-o", "pid,ppid,args"],
+                                       capture_output=True, text=True, check=True).stdout)
+    assert doc["phase"] == "Running" and doc["pod"] == name and doc["namespace"] == "default"
+    inspect = json.loads(subprocess.run(["docker", "inspect", node_name], capture_output=True, text=True,
+                                        check=True).stdout)[0]
+    assert doc["node"] == {**doc["node"], "name": node_name, "provider": "minikube",
+                           "container_id": inspect["Id"], "host_pid": inspect["State"]["Pid"]}
+    shared = bool(pod["spec"].get("shareProcessNamespace"))
+    mapped: set[int] = set()
+    stable_all: set[int] = set()
+    for container in doc["containers"]:
+        status = statuses[container["name"]]
+        assert container["container_id"] == status["containerID"].split("://", 1)[1]
+        assert container["restart_count"] == status["restartCount"]
+        if container["name"] not in running_names:
+            assert container["state"] != "running" and container["processes"] == []
+            continue
+        assert container["state"] == "running" and container["processes"], container
+        stable = {pid for pid, row in before[container["name"]].items()
+                  if after[container["name"]].get(pid) == row}
+        stable_all |= stable
+        for proc in container["processes"]:
+            cpid, node_pid, host_pid = proc["container_pid"], proc["node_pid"], proc["host_pid"]
+            mapped.add(cpid)
+            if not _alive(host_pid, proc["command"]):
+                continue  # exited since: nothing left to check it against
+            assert _nspid(host_pid) == [host_pid, node_pid, cpid]  # the host's own account of the chain
+            assert container["container_id"] in Path(f"/proc/{host_pid}/cgroup").read_text()
+            if cpid in stable:
+                assert node_ps[node_pid][1] == proc["command"]  # docker exec NODE ps
+                assert after[container["name"]][cpid] == (proc["ppid"], proc["command"])  # kubectl exec ps
+        if not shared:
+            assert stable <= {p["container_pid"] for p in container["processes"]}
+            assert any(p["container_pid"] == 1 and "pid1" in p["flags"] for p in container["processes"])
+    if shared:
+        # One namespace for the pod: ps shows the pause process (PID 1) plus every container's.
+        assert stable_all - mapped == {1}
+        assert "pause" in next(iter(after.values()))[1][1]
+
+
+def test_table_output_kubia(sandbox: Sandbox, running: dict[str, dict[str, Any]]) -> None:
+    out = sandbox.pidmap("show", "kubia-manual").stdout
+    doc = _show(sandbox, "kubia-manual")
+    (proc,) = [p for p in doc["containers"][0]["processes"] if p["container_pid"] == 1]
+    assert "POD default/kubia-manual" in out and "provider: minikube" in out
+    line = next(line for line in out.splitlines() if line.lstrip().startswith("1*"))
+    assert line.split()[:3] == ["1*", str(proc["node_pid"]), str(proc["host_pid"])]
+    assert "node app.js" in line
+    wide = sandbox.pidmap("show", "kubia-manual", "-o", "wide").stdout
+    assert f"pid-ns: {doc['containers'][0]['pid_namespace']}" in wide
+    assert int(os.readlink(f"/proc/{proc['host_pid']}/ns/pid")[5:-1]) == doc["containers"][0]["pid_namespace"]
+
+
+def test_yaml_equals_json(sandbox: Sandbox, running: dict[str, dict[str, Any]]) -> None:
+    import yaml
+
+    doc = yaml.safe_load(sandbox.pidmap("show", "sidecar", "-o", "yaml").stdout)
+    assert {c["name"] for c in doc["containers"]} == {"log-writer", "log-tailer"}
+
+
+def test_one_container_with_c(sandbox: Sandbox, running: dict[str, dict[str, Any]]) -> None:
+    doc = _show(sandbox, "sidecar", "-c", "log-tailer")
+    (container,) = doc["containers"]
+    assert container["name"] == "log-tailer"
+    assert [p["command"] for p in container["processes"]] == ["tail -f /var/log/app/app.log"]
+
+
+@pytest.mark.parametrize("example", ["kubia-manual.yaml", "sidecar.yaml", "shared-pid.yaml"])
+def test_via_docker_gives_the_same_container_node_pairs(sandbox: Sandbox, running: dict[str, dict[str, Any]],
+                                                       example: str) -> None:
+    name = example.removesuffix(".yaml")
+    local = _show(sandbox, name, "--via", "local")
+    docker = _show(sandbox, name, "--via", "docker")
+    pairs = {c["name"]: sorted((p["container_pid"], p["node_pid"]) for p in c["processes"])
+             for c in local["containers"]}
+    assert pairs == {c["name"]: sorted((p["container_pid"], p["node_pid"]) for p in c["processes"])
+                     for c in docker["containers"]}
+    assert all(p["host_pid"] is None for c in docker["containers"] for p in c["processes"])
+    assert any("host PIDs cannot be seen" in n for n in docker["notes"])
+
+
+def test_kubectl_plugin_name(sandbox: Sandbox, running: dict[str, dict[str, Any]]) -> None:
+    # kubectl finds plugins on PATH by name (kubectl-pidmap, a console script of the package).
+    env = {**sandbox.env, "PATH": f"{Path(sys.executable).parent}:{sandbox.env['PATH']}"}
+    result = sandbox.run(["kubectl", "pidmap", "show", "kubia-manual", "-o", "json"], env=env)
+    assert json.loads(result.stdout)["pod"] == "kubia-manual"
+
+
+UNPRIVILEGED_ID = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def test_unprivileged_maps_what_it_can(sandbox: Sandbox, running: dict[str, dict[str, Any]]) -> None:
+    home = Path(tempfile.mkdtemp(prefix="pc-nobody-"))  # pytest's tmp_path is not reachable by nobody
+    try:
+        home.chmod(0o755)
+        kubeconfig = home / "kubeconfig"
+        kubeconfig.write_text(sandbox.kubeconfig.read_text())
+        kubeconfig.chmod(0o644)
+        env = {**sandbox.env, "KUBECONFIG": str(kubeconfig), "HOME": str(home)}
+        argv = [*UNPRIVILEGED_ID, sys.executable, "-m", "pidmap", "show", "kubia-manual", "-o", "json"]
+        result = sandbox.run(argv, env=env, check=False)
+    finally:
+        shutil.rmtree(home)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    root_doc = _show(sandbox, "kubia-manual")
+    (proc,) = [p for p in doc["containers"][0]["processes"] if p["container_pid"] == 1]
+    (root_proc,) = [p for p in root_doc["containers"][0]["processes"] if p["container_pid"] == 1]
+    assert proc["host_pid"] == root_proc["host_pid"]  # NSpid is world-readable
+    assert proc["node_pid"] is None  # no Docker access: the node's level is unknown
+    assert any("permission denied" in n for n in doc["notes"])
+    assert any("not root" in n for n in doc["notes"])
+
+
+# --- lifecycle: no process to map -------------------------------------------------------------
+
+@pytest.mark.parametrize(("example", "phase", "words"), [
+    ("completes.yaml", "Succeeded", "job exited 0"),
+    ("fails.yaml", "Failed", "job exited 3"),
+    ("pending.yaml", "Pending", "containers have not all started"),
+])
+def test_not_running_phases(sandbox: Sandbox, example: str, phase: str, words: str) -> None:
+    pod = sandbox.apply_example(example, {phase})
+    name = pod["metadata"]["name"]
+    result = sandbox.pidmap("show", name, check=False)
+    assert result.returncode == ExitStatus.NOT_RUNNING, result.stderr
+    assert f"phase: {phase}" in result.stdout and words in result.stdout
+    assert result.stderr.splitlines()[0] == f"error: pod {name} is {phase}: no process to map"
+    assert result.stderr.splitlines()[1].startswith("hint: ")
+    doc = json.loads(sandbox.pidmap("show", name, "-o", "json", check=False).stdout)
+    assert doc["phase"] == phase and all(c["processes"] == [] for c in doc["containers"])
