@@ -195,6 +195,17 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in text.split()]
 
 
+def _chain(pid: int, depth: int) -> list[int]:
+    """``pid`` and its first descendants, ``depth`` generations down (shorter if some are missing)."""
+    chain = [pid]
+    for _ in range(depth):
+        children = _children(chain[-1])
+        if not children:
+            break
+        chain.append(children[0])
+    return chain
+
+
 async def _descendant(pid: int, depth: int, timeout: float = 5.0) -> int:
     """The first process ``depth`` generations below ``pid`` (0 when it exited before showing up)."""
     loop = asyncio.get_running_loop()
@@ -580,6 +591,7 @@ class Kubelet:
         run.pause_pid = await _descendant(process.pid, 2)
         if not run.pause_pid:
             raise NodeLost(run.node.name)
+        await asyncio.to_thread(self._move_helpers_out, run, _chain(process.pid, 1))
         # Containers join pause's namespaces only once its set-up (hostname, lo) is done.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5.0
@@ -634,6 +646,7 @@ class Kubelet:
         state.container_id = container_id
         state.main_pid = await _descendant(process.pid, depth)
         state.running = bool(state.main_pid)
+        await asyncio.to_thread(self._move_helpers_out, run, _chain(process.pid, depth - 1))
         full_id = f"containerd://{container_id}"
         entry.update({"containerID": full_id, "imageID": image.image_id, "image": image.reference,
                       "started": state.running, "ready": state.running,
@@ -669,6 +682,18 @@ class Kubelet:
                             f"pod={run.name}_{run.namespace}({run.uid})")}}
         self._update_phase(run)
         return exit_code
+
+    def _move_helpers_out(self, run: PodRun, helpers: list[int]) -> None:
+        """Move nsenter (host) and unshare (node) up into the pod's cgroup once the container runs.
+
+        They only wait for the container's first process; on a real node their counterpart (the
+        containerd shim) is not in the container's cgroup either, so a container's cgroup lists
+        nothing but the container's own processes.
+        """
+        for directory in self._pod_directories(run):
+            for pid in helpers:
+                with contextlib.suppress(OSError):
+                    (directory / "cgroup.procs").write_text(f"{pid}\n")
 
     # ---- teardown ----------------------------------------------------------------------------------
     def _pod_directories(self, run: PodRun) -> list[Path]:

@@ -1,0 +1,65 @@
+"""``pidmap sandbox up|down|status``: parse, one call into pidmap.sandbox.cluster, print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from tabulate import tabulate
+
+from pidmap.errors import SandboxError
+from pidmap.sandbox import cluster, layout
+
+NAME_HELP = f"Sandbox (cluster) name [default: {layout.DEFAULT_NAME}]."
+
+
+@click.group()
+def sandbox() -> None:
+    """An offline kind/minikube-style cluster: Docker nodes, real nested namespaces, stand-in API."""
+
+
+@sandbox.command()
+@click.option("--name", default=None, help=NAME_HELP + " A kind config's name: is used when unset.")
+@click.option("--flavor", type=click.Choice(["kind", "minikube"]), default="kind", show_default=True,
+              help="Name nodes, labels and the context as kind or as minikube does.")
+@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="kind Cluster config [default: ./kind-config.yaml if present, "
+              "else 1 control plane + 2 workers].")
+@click.option("--kubeconfig", default=None, help="kubeconfig to merge the context into "
+              "[default: first path of $KUBECONFIG, else ~/.kube/config].")
+@click.option("--forbid-exec", is_flag=True, help="Answer pods/exec with 403 Forbidden (as RBAC would).")
+def up(name: str | None, flavor: str, config: Path | None, kubeconfig: str | None, forbid_exec: bool) -> None:
+    """Create the sandbox cluster and point kubectl at it."""
+    cluster.up(name, "kind" if flavor == "kind" else "minikube", config, kubeconfig, forbid_exec, click.echo)
+
+
+@sandbox.command()
+@click.option("--name", default=layout.DEFAULT_NAME, show_default=True, help=NAME_HELP)
+def down(name: str) -> None:
+    """Delete the sandbox: API server, pod processes, cgroups, node containers, context, state."""
+    if not cluster.down(name, click.echo):
+        click.echo(f"Sandbox {name}: nothing to stop")
+    else:
+        click.echo(f'Deleted sandbox "{name}"')
+
+
+@sandbox.command()
+@click.option("--name", default=layout.DEFAULT_NAME, show_default=True, help=NAME_HELP)
+def status(name: str) -> None:
+    """Show the sandbox's nodes and pods."""
+    report = cluster.status(name)
+    spec = report.spec
+    api = f"running (pid {report.apiserver_pid})" if report.apiserver_pid else "NOT RUNNING"
+    click.echo(f"sandbox {spec.name} ({spec.flavor}), API server {spec.server}: {api}")
+    click.echo(f"context {spec.context} in {spec.kubeconfig}\n")
+    click.echo(tabulate([(n.name, n.role, n.state, n.container_id) for n in report.nodes],
+                        headers=["NODE", "ROLE", "CONTAINER STATE", "CONTAINER ID"], tablefmt="plain"))
+    click.echo("")
+    if report.pods:
+        click.echo(tabulate([(p.namespace, p.name, p.phase, p.node) for p in report.pods],
+                            headers=["NAMESPACE", "POD", "PHASE", "NODE"], tablefmt="plain"))
+    else:
+        click.echo("no pods")
+    if not report.apiserver_pid:
+        raise SandboxError(f"sandbox {name}: the API server is not running",
+                           hint=f"pidmap sandbox down --name {name} && pidmap sandbox up --name {name}")

@@ -1,0 +1,347 @@
+"""Bring a sandbox up, tear it down, report on it: node containers, the API server, the kubeconfig.
+
+``up`` creates one Docker container per node (named and labelled as kind or minikube would), the
+state directory (cluster.json, token, certificates), starts the stand-in API server as a detached
+process (which also runs the kubelet stand-in) and merges a context into the kubeconfig. ``down``
+undoes every step, and works on whatever part of that exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pidmap.errors import DockerError, SandboxError
+from pidmap.sandbox import cgroups, layout
+from pidmap.sandbox.layout import ClusterSpec, Flavor, NodeSpec, Role, StatePaths
+
+Echo = Callable[[str], None]
+DEFAULT_WORKERS = 2
+READY_TIMEOUT_SECONDS = 30.0
+NODE_OPTIONS: dict[str, Any] = {
+    # --privileged fails on these VMs; these are enough for nested PID + mount namespaces.
+    "cap_add": ["SYS_ADMIN"],
+    "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
+    "network_mode": "none",
+}
+# Cgroup subtrees the kubelet stand-in creates under a node's own cgroup (one per flavor).
+KUBELET_CGROUP_ROOTS = ("kubelet.slice", "kubepods")
+
+
+def docker_client() -> Any:
+    import docker
+    import docker.errors
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as err:
+        raise DockerError(f"no Docker engine answers: {err}", hint="scripts/install-docker.sh") from err
+    return client
+
+
+def read_kind_config(path: Path) -> tuple[str | None, list[Role]]:
+    """The cluster name (if any) and node roles of a kind config (kind.x-k8s.io/v1alpha4)."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise SandboxError(f"cannot read kind config {path}: {err}",
+                           hint="see kind-config.yaml in the project for the expected shape") from err
+    if not isinstance(raw, dict) or raw.get("kind") != "Cluster" or "nodes" not in raw:
+        raise SandboxError(f"{path} is not a kind Cluster config",
+                           hint="expected kind: Cluster, apiVersion: kind.x-k8s.io/v1alpha4, nodes: [...]")
+    roles: list[Role] = []
+    for node in raw.get("nodes") or []:
+        role = (node or {}).get("role", "control-plane")
+        if role not in ("control-plane", "worker"):
+            raise SandboxError(f"{path}: unknown node role {role!r}", hint="use control-plane or worker")
+        roles.append(role)
+    if roles.count("control-plane") != 1:
+        raise SandboxError(f"{path}: the sandbox needs exactly one control-plane node",
+                           hint="list one `- role: control-plane` and any number of workers")
+    name = raw.get("name")
+    return (str(name) if name else None), roles
+
+
+def node_labels(cluster: str, flavor: Flavor, node: str, role: Role) -> dict[str, str]:
+    if flavor == "kind":
+        labels = {"io.x-k8s.kind.cluster": cluster, "io.x-k8s.kind.role": role}
+    else:
+        labels = {
+            "created_by.minikube.sigs.k8s.io": "true",
+            "name.minikube.sigs.k8s.io": node,
+            "mode.minikube.sigs.k8s.io": node,
+            "role.minikube.sigs.k8s.io": "",
+        }
+    labels[layout.OWNER_LABEL] = cluster
+    return labels
+
+
+def active_kubeconfig(explicit: str | None) -> Path:
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("KUBECONFIG", "")
+    first = next((part for part in env.split(os.pathsep) if part), "")
+    return Path(first).expanduser() if first else Path.home() / ".kube" / "config"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def owned_containers(client: Any, name: str) -> list[Any]:
+    return list(client.containers.list(all=True, filters={"label": f"{layout.OWNER_LABEL}={name}"}))
+
+
+def apiserver_pid(paths: StatePaths) -> int | None:
+    """PID of the sandbox's API server when that process is alive (and is one)."""
+    try:
+        pid = int(paths.apiserver_pid.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"pidmap.sandbox.apiserver" in cmdline else None
+
+
+def _ready(spec: ClusterSpec, paths: StatePaths, token: str) -> bool:
+    context = ssl.create_default_context(cafile=str(paths.ca_cert))
+    request = urllib.request.Request(f"{spec.server}/readyz", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=2, context=context) as response:
+            return int(response.status) == 200
+    except (urllib.error.URLError, OSError, ssl.SSLError):
+        return False
+
+
+def _start_apiserver(spec: ClusterSpec, paths: StatePaths, token: str) -> int:
+    with paths.apiserver_log.open("ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pidmap.sandbox.apiserver", "--state-dir", str(paths.root)],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True,
+            close_fds=True)
+    paths.apiserver_pid.write_text(f"{process.pid}\n")
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = paths.apiserver_log.read_text(errors="replace").strip().splitlines()[-3:]
+            raise SandboxError(
+                f"the sandbox API server exited with {process.returncode}: " + " | ".join(tail),
+                hint=f"see {paths.apiserver_log}")
+        if _ready(spec, paths, token):
+            return process.pid
+        time.sleep(0.2)
+    raise SandboxError(f"the sandbox API server did not answer {spec.server}/readyz in "
+                       f"{READY_TIMEOUT_SECONDS:.0f} s", hint=f"see {paths.apiserver_log}")
+
+
+def up(name: str | None, flavor: Flavor, config: Path | None, kubeconfig: str | None,
+       forbid_exec: bool, echo: Echo) -> ClusterSpec:
+    """Create the sandbox; on any failure remove whatever was created and re-raise."""
+    roles: list[Role] = ["control-plane", *(["worker"] * DEFAULT_WORKERS)]  # type: ignore[list-item]
+    if config is None and Path("kind-config.yaml").is_file():
+        config = Path("kind-config.yaml")
+    config_name: str | None = None
+    if config is not None:
+        config_name, roles = read_kind_config(config)
+    name = name or config_name or layout.DEFAULT_NAME
+    paths = layout.paths(name)
+    client = docker_client()
+    if owned_containers(client, name) or apiserver_pid(paths) or paths.cluster.exists():
+        raise SandboxError(f"sandbox {name} is already up (or was not fully torn down)",
+                           hint=f"pidmap sandbox down --name {name}")
+    workers = sum(1 for role in roles if role == "worker")
+    names = layout.node_names(name, flavor, workers)
+    context = layout.context_name(name, flavor)
+    target = active_kubeconfig(kubeconfig)
+    if flavor == "kind":
+        echo(f'Creating cluster "{name}" ...')
+    else:
+        echo(f'😄  [{name}] pidmap sandbox (minikube flavor), {len(names)} nodes')
+    try:
+        return _up(client, name, flavor, names, paths, context, target, forbid_exec, echo)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            down(name, lambda _line: None)
+        raise
+
+
+def _up(client: Any, name: str, flavor: Flavor, names: list[tuple[str, Role]], paths: StatePaths,
+        context: str, target: Path, forbid_exec: bool, echo: Echo) -> ClusterSpec:
+    import docker.errors
+
+    from pidmap.sandbox import certs, image, kubeconfig
+
+    image_name = image.ensure_image(client)
+    echo(f" ✓ Ensuring node image ({image_name}) 🖼")
+    nodes: list[NodeSpec] = []
+    for node_name, role in names:
+        try:
+            container = client.containers.run(
+                image_name, ["/init"], name=node_name, hostname=node_name, detach=True,
+                labels=node_labels(name, flavor, node_name, role), **NODE_OPTIONS)
+        except docker.errors.APIError as err:
+            raise DockerError(f"cannot create node container {node_name}: {err.explanation or err}",
+                              hint=f"docker ps -a --filter name={node_name}") from err
+        nodes.append(NodeSpec(name=node_name, role=role, container_id=container.id))
+    echo(" ✓ Preparing nodes " + " ".join("📦" for _ in nodes))
+    spec = ClusterSpec(name=name, flavor=flavor, nodes=tuple(nodes), api_port=free_port(),
+                       exec_forbidden=forbid_exec, context=context, kubeconfig=str(target))
+    paths.save_cluster(spec)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(paths.token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    certs.write_certificates(paths)
+    _start_apiserver(spec, paths, token)
+    echo(f" ✓ Starting control-plane (stand-in API server on {spec.server}) 🕹️")
+    for created in nodes:
+        echo(f"   {created.name:<28} {created.role:<14} {created.container_id[:12]}")
+    kubeconfig.merge_context(target, context=context, server=spec.server,
+                             ca_pem=paths.ca_cert.read_bytes(), token=token)
+    if flavor == "kind":
+        echo(f'Set kubectl context to "{context}"')
+        echo("You can now use your cluster with:\n")
+        echo(f"kubectl cluster-info --context {context}")
+    else:
+        echo(f'🏄  Done! kubectl is now configured to use "{context}" cluster and "default" namespace '
+             "by default")
+    if target != Path.home() / ".kube" / "config":
+        echo(f"(kubeconfig: {target})")
+    return spec
+
+
+def _stop_apiserver(paths: StatePaths) -> bool:
+    pid = apiserver_pid(paths)
+    if pid is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # when `up` ran in this same process (tests)
+        if apiserver_pid(paths) is None:
+            break
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def _container_cgroup_roots(container: Any) -> list[Path]:
+    """The sandbox's cgroup subtrees under a node container's cgroup, in every hierarchy."""
+    pid = int(container.attrs.get("State", {}).get("Pid") or 0)
+    roots: list[Path] = []
+    if pid:
+        with contextlib.suppress(OSError):
+            for hierarchy in cgroups.node_hierarchies(pid):
+                base = hierarchy.mount / hierarchy.node_path.lstrip("/")
+                roots += [base / sub for sub in KUBELET_CGROUP_ROOTS]
+    # A stopped node has no PID: docker's cgroupfs driver puts it at /docker/<id> everywhere.
+    for mount in Path("/sys/fs/cgroup").iterdir():
+        base = mount / "docker" / container.id
+        roots += [base / sub for sub in KUBELET_CGROUP_ROOTS]
+    return [root for root in dict.fromkeys(roots) if root.is_dir()]
+
+
+def down(name: str, echo: Echo) -> bool:
+    """Remove every trace of sandbox ``name``; False when there was nothing to remove."""
+    paths = layout.paths(name)
+    spec: ClusterSpec | None = None
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        spec = paths.load_cluster()
+    did = False
+    if _stop_apiserver(paths):
+        echo("Stopped the API server")
+        did = True
+    client = docker_client()
+    containers = owned_containers(client, name)
+    roots = [root for container in containers for root in _container_cgroup_roots(container)]
+    killed: set[int] = set()
+    for root in roots:
+        killed |= cgroups.kill_all(root, signal.SIGKILL)
+    for root in roots:
+        if not cgroups.remove_tree(root):
+            echo(f"warning: could not remove cgroup {root}")
+    if killed:
+        echo(f"Killed {len(killed)} pod processes")
+    for container in containers:
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+        echo(f"Deleted node {container.name}")
+        did = True
+    if spec is not None and spec.kubeconfig and spec.context:
+        from pidmap.sandbox import kubeconfig
+
+        with contextlib.suppress(OSError):
+            kubeconfig.remove_context(Path(spec.kubeconfig), spec.context)
+            echo(f"Removed context {spec.context} from {spec.kubeconfig}")
+    if paths.root.exists():
+        shutil.rmtree(paths.root, ignore_errors=True)
+        did = True
+    return did
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    role: str
+    state: str
+    container_id: str
+
+
+@dataclass(frozen=True)
+class PodStatus:
+    namespace: str
+    name: str
+    phase: str
+    node: str
+
+
+@dataclass(frozen=True)
+class Status:
+    spec: ClusterSpec
+    apiserver_pid: int | None
+    nodes: tuple[NodeStatus, ...]
+    pods: tuple[PodStatus, ...]
+
+
+def status(name: str) -> Status:
+    paths = layout.paths(name)
+    if not paths.cluster.exists():
+        raise SandboxError(f"sandbox {name} is not up", hint=f"pidmap sandbox up --name {name}")
+    spec = paths.load_cluster()
+    client = docker_client()
+    by_name = {c.name: c for c in owned_containers(client, name)}
+    nodes: list[NodeStatus] = []
+    for node in spec.nodes:
+        container = by_name.get(node.name)
+        state = container.status if container is not None else "missing"
+        nodes.append(NodeStatus(node.name, node.role, state, node.container_id[:12]))
+    pods: list[PodStatus] = []
+    with contextlib.suppress(OSError, ValueError):
+        for pod in json.loads(paths.pods.read_text()).get("items", []):  # a PodList
+            meta = pod.get("metadata", {})
+            pods.append(PodStatus(meta.get("namespace", "default"), meta.get("name", "?"),
+                                  pod.get("status", {}).get("phase", "Pending"),
+                                  pod.get("spec", {}).get("nodeName", "")))
+    return Status(replace(spec), apiserver_pid(paths), tuple(nodes), tuple(pods))
