@@ -317,3 +317,40 @@ def pod_from_api(raw: Any) -> Pod:
                phase=(status.phase if status else None) or "Unknown", node_name=spec.node_name,
                share_process_namespace=bool(spec.share_process_namespace), containers=tuple(containers),
                reason=status.reason if status else None, message=status.message if status else None)
+
+
+# --- added for `pidmap node`, `whois`, `show --all` and completion (issue 4): one list call --------
+
+def list_pods(cluster: Cluster, *, namespace: str | None = None, node_name: str | None = None) -> list[Pod]:
+    """Pods of one namespace (every namespace when None), optionally only those on ``node_name``.
+
+    One API call: the field selector ``spec.nodeName=NODE`` makes the server do the filtering, as
+    the kubelet's own pod list does.
+    """
+    if namespace is not None and (len(namespace) > 63 or not _LABEL.match(namespace)):
+        raise UsageError(f"invalid namespace {namespace!r}: not a DNS-1123 label",
+                         "namespaces are lower-case letters, digits and '-'")
+    if node_name is not None and (len(node_name) > 253 or not _SUBDOMAIN.match(node_name)):
+        raise UsageError(f"invalid node name {node_name!r}: not a DNS-1123 subdomain",
+                         "list nodes: kubectl get nodes")
+    from kubernetes.client.exceptions import ApiException
+
+    kwargs: dict[str, Any] = {"_request_timeout": cluster.options.request_timeout}
+    if node_name is not None:
+        kwargs["field_selector"] = f"spec.nodeName={node_name}"
+    api = cluster.api()
+    what = f"pods in namespace {namespace}" if namespace else "pods in all namespaces"
+    try:
+        with _translate_transport(cluster.configuration.host):
+            if namespace is None:
+                raw = api.list_pod_for_all_namespaces(**kwargs)
+            else:
+                raw = api.list_namespaced_pod(namespace, **kwargs)
+    except ApiException as err:
+        if err.status == 404 and namespace is not None:
+            raise NotFoundError(f'namespace "{namespace}" not found',
+                                "list namespaces: kubectl get namespaces") from err
+        raise _api_error(err, what) from err
+    finally:
+        api.api_client.close()
+    return [pod_from_api(item) for item in raw.items or []]

@@ -107,3 +107,27 @@ class NodeNotDockerError(DockerError):
 
 __all__ = ["DockerAccessDenied", "DockerUnavailable", "NodeNotDockerError", "NotFoundError",
            "docker_client", "find_node", "provider_of"]
+
+
+# --- added for `pidmap whois` (issue 4) ------------------------------------------------------------
+
+def list_nodes(client: Any) -> list[Node]:
+    """Every node container (kind, minikube, k3d labels) the engine knows, running or not."""
+    import docker.errors
+
+    found: list[Node] = []
+    try:
+        for container in client.containers.list(all=True):
+            attrs = container.attrs
+            labels = attrs.get("Config", {}).get("Labels") or {}
+            if provider_of(labels) is None:
+                continue
+            # The Kubernetes node name is the container's hostname (= its name for all three tools).
+            name = attrs.get("Config", {}).get("Hostname") or attrs.get("Name", "").lstrip("/")
+            node = _node_of(container, name)
+            if node is not None:
+                found.append(node)
+    except docker.errors.DockerException as err:
+        raise DockerError(f"Docker engine error while listing node containers: {err}",
+                          "check the engine: docker version") from err
+    return found

@@ -1,0 +1,231 @@
+"""Pure: ``PodMap``s → pictures of the nesting — a text tree, Graphviz DOT, Mermaid flowchart.
+
+    host → node container → pod → container (one PID namespace) → processes
+
+Each process carries its PID at every level it can be seen from, so the picture answers the same
+question as the table, in the shape of the namespaces. DOT and Mermaid are meant for slides: one
+cluster / subgraph per level, one box per process, an edge from each process to its parent when
+both are in the same container.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+from pidmap.model import ContainerMap, Node, PodMap, Process
+
+Picture = Literal["tree", "dot", "mermaid"]
+PICTURES: tuple[Picture, ...] = ("tree", "dot", "mermaid")
+MISSING = "-"
+COMMAND_WIDTH = 60
+
+
+def _cell(value: int | str | None) -> str:
+    return MISSING if value is None else str(value)
+
+
+def _short(command: str, width: int = COMMAND_WIDTH) -> str:
+    return command if len(command) <= width else command[: width - 3] + "..."
+
+
+def _state(cmap: ContainerMap) -> str:
+    c = cmap.container
+    if c.state == "terminated":
+        return f"terminated, exit {c.exit_code}"
+    if c.state == "waiting" and c.reason:
+        return f"waiting, {c.reason}"
+    return c.state
+
+
+def _pids(proc: Process) -> str:
+    return f"PID {_cell(proc.container_pid)} · node {_cell(proc.node_pid)} · host {_cell(proc.host_pid)}"
+
+
+def _node_title(node: Node | None, fallback: str | None) -> str:
+    if node is None:
+        return f"node {fallback or '(not scheduled)'}"
+    return (f"node {node.name} ({node.provider}, container {node.container_id[:12]}, "
+            f"host PID {_cell(node.host_pid)})")
+
+
+def _group_by_node(maps: Sequence[PodMap]) -> list[tuple[str, Node | None, list[PodMap]]]:
+    """Pods grouped under their node, in first-seen order (a node appears once per picture)."""
+    groups: dict[str, tuple[Node | None, list[PodMap]]] = {}
+    for pmap in maps:
+        key = pmap.node.name if pmap.node else (pmap.pod.node_name or "")
+        node, pods = groups.setdefault(key, (pmap.node, []))
+        if node is None and pmap.node is not None:
+            groups[key] = (pmap.node, pods)
+        pods.append(pmap)
+    return [(key, node, pods) for key, (node, pods) in groups.items()]
+
+
+def _pid_ns(cmap: ContainerMap) -> str:
+    return f"pid-ns {cmap.pid_namespace}" if cmap.pid_namespace else "pid-ns ?"
+
+
+# ---------------------------------------------------------------------------------------------- tree
+
+def render_tree(maps: Sequence[PodMap]) -> str:
+    lines = ["host"]
+    groups = _group_by_node(maps)
+    for node_index, (key, node, pods) in enumerate(groups):
+        node_last = node_index == len(groups) - 1
+        lines.append(("└─ " if node_last else "├─ ") + _node_title(node, key))
+        node_pad = "   " if node_last else "│  "
+        for pod_index, pmap in enumerate(pods):
+            pod_last = pod_index == len(pods) - 1
+            pod = pmap.pod
+            share = ", shared PID namespace" if pod.share_process_namespace else ""
+            lines.append(node_pad + ("└─ " if pod_last else "├─ ")
+                         + f"pod {pod.namespace}/{pod.name} ({pod.phase}{share})")
+            pod_pad = node_pad + ("   " if pod_last else "│  ")
+            for c_index, cmap in enumerate(pmap.containers):
+                c_last = c_index == len(pmap.containers) - 1
+                c = cmap.container
+                lines.append(pod_pad + ("└─ " if c_last else "├─ ")
+                             + f"container {c.name} ({c.type}, {_state(cmap)}, {_pid_ns(cmap)})")
+                c_pad = pod_pad + ("   " if c_last else "│  ")
+                for p_index, proc in enumerate(cmap.processes):
+                    p_last = p_index == len(cmap.processes) - 1
+                    marks = "".join(f" [{flag}]" for flag in proc.flags if flag != "pid1")
+                    lines.append(c_pad + ("└─ " if p_last else "├─ ")
+                                 + f"{_pids(proc)}  {_short(proc.command)}{marks}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- dot
+
+def _dot_string(text: str) -> str:
+    # DOT strings: backslash and double quote are the only characters to escape; a newline in the
+    # label is written as the escape sequence \n so the string stays on one line.
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("\n", "\\n") + '"'
+
+
+def _ids(maps: Sequence[PodMap]) -> Iterable[tuple[int, PodMap, int, ContainerMap]]:
+    for pod_index, pmap in enumerate(maps):
+        for c_index, cmap in enumerate(pmap.containers):
+            yield pod_index, pmap, c_index, cmap
+
+
+def _parent_edges(cmap: ContainerMap) -> list[tuple[int, int]]:
+    """(parent index, child index) for processes whose parent is in the same container."""
+    index = {p.container_pid: i for i, p in enumerate(cmap.processes) if p.container_pid is not None}
+    return [(index[p.ppid], i) for i, p in enumerate(cmap.processes)
+            if p.ppid in index and p.ppid != p.container_pid]
+
+
+def render_dot(maps: Sequence[PodMap]) -> str:
+    out = ["digraph pidmap {", "  rankdir=TB;", "  compound=true;",
+           '  node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="Helvetica"];',
+           '  graph [fontname="Helvetica", style=rounded];',
+           '  subgraph cluster_host {', '    label="host"; bgcolor="#f4f4f4";']
+    pod_base = 0
+    for node_index, (key, node, pods) in enumerate(_group_by_node(maps)):
+        out.append(f"    subgraph cluster_n{node_index} {{")
+        out.append(f'      label={_dot_string(_node_title(node, key))}; bgcolor="#e3ecf7";')
+        for pod_index, _pmap, c_index, cmap in _ids(pods):
+            pod_id = pod_base + pod_index
+            if c_index == 0:
+                pod = _pmap.pod
+                out.append(f"      subgraph cluster_p{pod_id} {{")
+                out.append(f"        label={_dot_string(f'pod {pod.namespace}/{pod.name} ({pod.phase})')}; "
+                           'bgcolor="#fdf3dc";')
+            c = cmap.container
+            out.append(f"        subgraph cluster_p{pod_id}_c{c_index} {{")
+            out.append(f"          label={_dot_string(f'container {c.name} ({c.type}, {_pid_ns(cmap)})')}; "
+                       'bgcolor="#e4f4e4";')
+            if not cmap.processes:
+                # An empty cluster is not drawn at all: a placeholder keeps the container visible.
+                out.append(f"          p{pod_id}_c{c_index}_none [label={_dot_string(_state(cmap))}, "
+                           'shape=plaintext, style=""];')
+            for p_index, proc in enumerate(cmap.processes):
+                label = f"{_pids(proc)}\n{_short(proc.command, 40)}"
+                extra = ', fillcolor="#ffe08a"' if "pid1" in proc.flags else ""
+                out.append(f"          p{pod_id}_c{c_index}_{p_index} [label={_dot_string(label)}{extra}];")
+            for parent, child in _parent_edges(cmap):
+                out.append(f"          p{pod_id}_c{c_index}_{parent} -> p{pod_id}_c{c_index}_{child};")
+            out.append("        }")
+            if c_index == len(_pmap.containers) - 1:
+                out.append("      }")
+        # A pod without containers (never scheduled) still gets its box.
+        for pod_index, pmap in enumerate(pods):
+            if not pmap.containers:
+                out.append(f"      p{pod_base + pod_index}_empty "
+                           f"[label={_dot_string(f'pod {pmap.pod.namespace}/{pmap.pod.name}')}];")
+        pod_base += len(pods)
+        out.append("    }")
+    out += ["  }", "}"]
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------- mermaid
+
+_MERMAID_UNSAFE = re.compile(r'["<>#`]')
+
+
+def _mermaid_text(text: str) -> str:
+    # Inside "..." a label may hold brackets, but not a double quote; '<' would start HTML and '#'
+    # an entity: write those as Mermaid entities (#quot; #lt; #gt; or a numeric one).
+    names = {'"': "#quot;", "<": "#lt;", ">": "#gt;"}
+    return _MERMAID_UNSAFE.sub(lambda m: names.get(m.group(0), f"#{ord(m.group(0))};"), text)
+
+
+def render_mermaid(maps: Sequence[PodMap]) -> str:
+    out = ["flowchart TB", '  subgraph host["host"]', "    direction TB"]
+    pod_base = 0
+    for node_index, (key, node, pods) in enumerate(_group_by_node(maps)):
+        out.append(f'    subgraph n{node_index}["{_mermaid_text(_node_title(node, key))}"]')
+        out.append("      direction TB")
+        for pod_index, pmap in enumerate(pods):
+            pod_id = pod_base + pod_index
+            pod = pmap.pod
+            title = _mermaid_text(f"pod {pod.namespace}/{pod.name} ({pod.phase})")
+            out.append(f'      subgraph p{pod_id}["{title}"]')
+            out.append("        direction TB")
+            for c_index, cmap in enumerate(pmap.containers):
+                c = cmap.container
+                title = f"container {c.name} ({c.type}, {_pid_ns(cmap)})"
+                out.append(f'        subgraph p{pod_id}_c{c_index}["{_mermaid_text(title)}"]')
+                if not cmap.processes:
+                    out.append(f'          p{pod_id}_c{c_index}_none["{_mermaid_text(_state(cmap))}"]')
+                for p_index, proc in enumerate(cmap.processes):
+                    label = f"{_mermaid_text(_pids(proc))}<br/>{_mermaid_text(_short(proc.command, 40))}"
+                    out.append(f'          p{pod_id}_c{c_index}_{p_index}["{label}"]')
+                for parent, child in _parent_edges(cmap):
+                    out.append(f"          p{pod_id}_c{c_index}_{parent} --> p{pod_id}_c{c_index}_{child}")
+                out.append("        end")
+            if not pmap.containers:
+                out.append(f'        p{pod_id}_empty["no container"]')
+            out.append("      end")
+        pod_base += len(pods)
+        out.append("    end")
+    out.append("  end")
+    pid1 = [f"p{pod_base_id}" for pod_base_id in _pid1_ids(maps)]
+    if pid1:
+        out.append("  classDef pid1 fill:#ffe08a")
+        out.append(f"  class {','.join(pid1)} pid1")
+    return "\n".join(out)
+
+
+def _pid1_ids(maps: Sequence[PodMap]) -> list[str]:
+    ids: list[str] = []
+    pod_base = 0
+    for _key, _node, pods in _group_by_node(maps):
+        for pod_index, pmap in enumerate(pods):
+            for c_index, cmap in enumerate(pmap.containers):
+                ids.extend(f"{pod_base + pod_index}_c{c_index}_{p_index}"
+                           for p_index, proc in enumerate(cmap.processes) if "pid1" in proc.flags)
+        pod_base += len(pods)
+    return ids
+
+
+def render_picture(maps: Sequence[PodMap], picture: Picture) -> str:
+    if picture == "dot":
+        return render_dot(maps)
+    if picture == "mermaid":
+        return render_mermaid(maps)
+    return render_tree(maps)

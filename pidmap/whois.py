@@ -1,0 +1,312 @@
+"""``pidmap whois PID``: from a host PID (or a node PID) back to node, pod, container and chain.
+
+    PID ─► host /proc: NSpid chain, cgroup, PID namespace and its ancestors
+        ─► node: the node container whose PID namespace is an ancestor of the process's (its init's
+           host PID from the Docker SDK); the node's id in the cgroup path when ancestry is unreadable
+        ─► pods of that node: ONE list call (fieldSelector spec.nodeName=NODE, all namespaces)
+        ─► container: the cgroup's container ID against the pods' containerIDs; else the PID
+           namespace shared with a process whose cgroup does match; else the pod UID in the cgroup
+           path (the pod's sandbox, i.e. its pause process)
+
+``identify`` is pure (recorded fixtures test it); ``whois`` does the reading.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pidmap.errors import DockerError, NotFoundError, UsageError
+from pidmap.model import Container, Node, Options, Pod, ProcessTable, RawProcess
+
+Level = Literal["host", "node"]
+Kind = Literal["container", "pod-sandbox", "node", "other-container", "host"]
+
+# kubelet's cgroup names carry the pod UID: cgroupfs ``pod<uid>``,
+# systemd ``-pod<uid_with_underscores>.slice``.
+_POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
+# ioctl(2) on an nsfs fd: _IO(0xb7, 0x2), linux/nsfs.h. Fails with EPERM at the reader's own root.
+NS_GET_PARENT = 0xB702
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Everything read about the asked-for process."""
+
+    process: RawProcess  # as the host's /proc sees it (pid = host PID)
+    cgroup_text: str  # /proc/PID/cgroup, whole
+    ns_ancestry: tuple[int, ...] | None  # its PID namespace, then each parent's inode; None: unreadable
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    node: Node
+    level: int  # index of the node's PID in a member's NSpid (the node init's NSpid depth)
+    pid_ns: int | None  # the node init's PID namespace inode
+
+
+@dataclass(frozen=True)
+class Answer:
+    kind: Kind
+    summary: str
+    host_pid: int | None
+    node_pid: int | None
+    container_pid: int | None
+    nspid: tuple[int, ...]
+    command: str
+    node: Node | None = None
+    pod: Pod | None = None
+    container: Container | None = None
+    matched_by: str | None = None
+    pid_namespace: int | None = None
+
+
+def cgroup_pod_uid(cgroup_text: str) -> str | None:
+    """The pod UID in a kubelet cgroup path (either driver), dashes restored."""
+    match = _POD_UID.search(cgroup_text)
+    return match.group(1).replace("_", "-") if match else None
+
+
+def node_of(subject: Subject, nodes: Sequence[NodeInfo]) -> NodeInfo | None:
+    """The node whose PID namespace is the process's or an ancestor of it."""
+    proc = subject.process
+    for info in nodes:
+        if proc.pid == info.node.host_pid:
+            return info
+    if subject.ns_ancestry is not None:
+        for info in nodes:
+            if info.pid_ns is not None and info.pid_ns in subject.ns_ancestry:
+                return info
+        if any(info.pid_ns is not None for info in nodes):
+            return None
+    # Namespace ancestry unreadable (not root): the node's container id leads every cgroup path
+    # of the processes inside it (cgroupfs /docker/<id>/..., systemd docker-<id>.scope/...).
+    for info in nodes:
+        if info.node.container_id in subject.cgroup_text and len(proc.nspid) > info.level:
+            return info
+    return None
+
+
+def _container_of(pods: Sequence[Pod], container_id: str | None) -> tuple[Pod, Container] | None:
+    if not container_id:
+        return None
+    for pod in pods:
+        for container in pod.containers:
+            if container.container_id == container_id:
+                return pod, container
+    return None
+
+
+def identify(subject: Subject, nodes: Sequence[NodeInfo], pods: Sequence[Pod],
+             table: ProcessTable | None = None) -> Answer:
+    """Pure: what the process is. ``pods`` are the pods of its node; ``table`` the host scan."""
+    proc = subject.process
+    info = node_of(subject, nodes)
+    base: dict[str, Any] = {"host_pid": proc.pid, "nspid": proc.nspid, "command": proc.cmdline,
+                            "pid_namespace": proc.pid_ns}
+    if info is None:
+        if proc.cgroup_id:
+            return Answer(kind="other-container", node_pid=None, container_pid=None,
+                          summary=(f"host PID {proc.pid} is in Docker container {proc.cgroup_id[:12]}, "
+                                   "which is not a Kubernetes node: no pod owns it"), **base)
+        return Answer(kind="host", node_pid=None, container_pid=None,
+                      summary=f"host PID {proc.pid} is a process of the host itself, in no node container",
+                      **base)
+    node = info.node
+    node_pid = proc.nspid[info.level] if len(proc.nspid) > info.level else None
+    base["node"] = node
+    if proc.pid == node.host_pid:
+        return Answer(kind="node", node_pid=node_pid, container_pid=None, matched_by="node init host PID",
+                      summary=f"host PID {proc.pid} is the init process (node PID {node_pid}) of node "
+                              f"container {node.name}: no pod owns it", **base)
+    # The container's own namespace is the one just below the node's.
+    container_pid = proc.nspid[info.level + 1] if len(proc.nspid) > info.level + 1 else None
+    found = _container_of(pods, proc.cgroup_id)
+    matched_by = "cgroup container ID"
+    if found is None and table is not None and proc.pid_ns is not None:
+        # Moved out of its cgroup (or a runtime that names cgroups otherwise): any process of the
+        # same PID namespace whose cgroup does match names the container.
+        for other in table.processes:
+            if other.pid_ns == proc.pid_ns and other.pid != proc.pid:
+                found = _container_of(pods, other.cgroup_id)
+                if found is not None:
+                    matched_by = "PID namespace"
+                    break
+    if found is not None:
+        pod, container = found
+        shared = ""
+        if pod.share_process_namespace and proc.pid_ns is not None:
+            shared = " (the pod shares one PID namespace)"
+        return Answer(kind="container", node_pid=node_pid, container_pid=container_pid, pod=pod,
+                      container=container, matched_by=matched_by,
+                      summary=(f"host PID {proc.pid} is PID {_text(container_pid)} of container "
+                               f"{container.name} in pod {pod.namespace}/{pod.name} on node {node.name}"
+                               + shared), **base)
+    uid = cgroup_pod_uid(subject.cgroup_text)
+    pod_by_uid = next((p for p in pods if uid and p.uid == uid), None)
+    if pod_by_uid is not None:
+        return Answer(kind="pod-sandbox", node_pid=node_pid, container_pid=container_pid, pod=pod_by_uid,
+                      matched_by="pod UID in the cgroup path",
+                      summary=(f"host PID {proc.pid} is the pod sandbox (pause process) of pod "
+                               f"{pod_by_uid.namespace}/{pod_by_uid.name} on node {node.name}: "
+                               "it belongs to no container of the pod"), **base)
+    if uid is not None:
+        what = f"in the cgroup of pod UID {uid}, which no pod on node {node.name} has (deleted?)"
+    elif proc.cgroup_id:
+        what = f"in container {proc.cgroup_id[:12]} on node {node.name}, which no pod lists (deleted?)"
+    elif container_pid is not None:
+        what = f"in a PID namespace nested inside node {node.name}, but in no pod's cgroup"
+    else:
+        what = f"a process of node {node.name} itself (node PID {node_pid}), in no pod"
+    return Answer(kind="node", node_pid=node_pid, container_pid=container_pid,
+                  summary=f"host PID {proc.pid} is {what}", **base)
+
+
+def _text(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def chain_text(answer: Answer) -> str:
+    parts = [f"host {_text(answer.host_pid)}"]
+    if answer.node is not None:
+        parts.append(f"node {answer.node.name} {_text(answer.node_pid)}")
+    if answer.container is not None:
+        parts.append(f"container {answer.container.name} {_text(answer.container_pid)}")
+    elif answer.container_pid is not None:
+        parts.append(f"nested {answer.container_pid}")
+    return " → ".join(parts)
+
+
+def to_document(answer: Answer) -> dict[str, Any]:
+    node, pod, container = answer.node, answer.pod, answer.container
+    return {
+        "kind": answer.kind,
+        "summary": answer.summary,
+        "host_pid": answer.host_pid,
+        "node_pid": answer.node_pid,
+        "container_pid": answer.container_pid,
+        "nspid": list(answer.nspid),
+        "node": node.name if node else None,
+        "node_container_id": node.container_id if node else None,
+        "namespace": pod.namespace if pod else None,
+        "pod": pod.name if pod else None,
+        "container": container.name if container else None,
+        "container_id": container.container_id if container else None,
+        "pid_namespace": answer.pid_namespace,
+        "matched_by": answer.matched_by,
+        "command": answer.command,
+    }
+
+
+def render(answer: Answer, output: str) -> str:
+    if output == "json":
+        return json.dumps(to_document(answer), indent=2)
+    doc = to_document(answer)
+    rows = [("NODE", doc["node"]), ("NAMESPACE", doc["namespace"]), ("POD", doc["pod"]),
+            ("CONTAINER", doc["container"]), ("CONTAINER PID", doc["container_pid"]),
+            ("CHAIN", chain_text(answer)), ("COMMAND", doc["command"]), ("MATCHED BY", doc["matched_by"])]
+    lines = [answer.summary]
+    lines += [f"  {key:<14}{value}" for key, value in rows if value is not None]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------- reading
+
+def pid_ns_ancestry(pid: int, procfs_root: str = "/proc") -> tuple[int, ...] | None:
+    """Inodes of the process's PID namespace and each of its parents; None when unreadable."""
+    try:
+        fd = os.open(Path(procfs_root) / str(pid) / "ns" / "pid", os.O_RDONLY)
+    except OSError:
+        return None
+    inodes = [os.fstat(fd).st_ino]
+    try:
+        while True:
+            try:
+                parent = fcntl.ioctl(fd, NS_GET_PARENT)
+            except OSError:
+                break  # EPERM: the reader's own namespace (or one outside it) is the top
+            os.close(fd)
+            fd = parent
+            inodes.append(os.fstat(fd).st_ino)
+    finally:
+        os.close(fd)
+    return tuple(inodes)
+
+
+def _subject(pid: int, procfs_root: str) -> Subject | None:
+    from pidmap.sources import hostprocs
+
+    proc, _ = hostprocs.read_process(Path(procfs_root), pid)
+    if proc is None:
+        return None
+    try:
+        cgroup_text = (Path(procfs_root) / str(pid) / "cgroup").read_text()
+    except OSError:
+        return None
+    return Subject(process=proc, cgroup_text=cgroup_text, ns_ancestry=pid_ns_ancestry(pid, procfs_root))
+
+
+def _node_infos(nodes: Sequence[Node], table: ProcessTable) -> list[NodeInfo]:
+    by_pid = {p.pid: p for p in table.processes}
+    infos = []
+    for node in nodes:
+        init = by_pid.get(node.host_pid or -1)
+        if init is None:
+            continue  # stopped, or its processes are not on this machine's /proc
+        infos.append(NodeInfo(node=node, level=len(init.nspid) - 1, pid_ns=init.pid_ns))
+    return infos
+
+
+def whois(pid: int, options: Options, *, level: Level = "host", node_name: str | None = None,
+          procfs_root: str = "/proc") -> Answer:
+    from pidmap.sources import hostprocs, kube, nodes
+
+    if pid <= 0:
+        raise UsageError(f"invalid PID {pid}", "a PID is a positive number")
+    if level == "node" and not node_name:
+        raise UsageError("--level node needs --node NAME",
+                         "node PIDs repeat across nodes: pidmap whois PID --level node --node NODE")
+    client = nodes.docker_client()
+    node_list = nodes.list_nodes(client)
+    table = hostprocs.scan_local(procfs_root)
+    infos = _node_infos([n for n in node_list if n.running], table)
+    if level == "node":
+        info = next((i for i in infos if i.node.name == node_name), None)
+        if info is None:
+            known = ", ".join(sorted(n.name for n in node_list)) or "none"
+            raise NotFoundError(f"node {node_name} is not a running node container whose processes this "
+                                "machine can see", f"node containers: {known}")
+        subject = _node_subject(pid, info, table, procfs_root)
+    else:
+        found = _subject(pid, procfs_root)
+        if found is None:
+            raise NotFoundError(f"no process with PID {pid} on this host",
+                                "list processes with ps -e; for a PID shown inside a node container use "
+                                "--level node --node NODE")
+        subject = found
+        if node_list and not infos and any(n.running for n in node_list):
+            raise DockerError("the node containers' processes are not visible in this machine's /proc",
+                              "run pidmap whois on the Docker host itself (not Docker Desktop or a remote "
+                              "DOCKER_HOST)")
+    info = node_of(subject, infos)
+    pods: list[Pod] = []
+    if info is not None and subject.process.pid != info.node.host_pid:
+        pods = kube.list_pods(kube.Cluster(options), node_name=info.node.name)
+    return identify(subject, infos, pods, table)
+
+
+def _node_subject(pid: int, info: NodeInfo, table: ProcessTable, procfs_root: str) -> Subject:
+    for proc in table.processes:
+        if len(proc.nspid) <= info.level or proc.nspid[info.level] != pid:
+            continue
+        subject = _subject(proc.pid, procfs_root)
+        if subject is not None and node_of(subject, [info]) is info:
+            return subject
+    raise NotFoundError(f"no process with PID {pid} in node {info.node.name}",
+                        f"list the node's processes: docker exec {info.node.name} ps")
