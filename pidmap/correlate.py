@@ -33,11 +33,15 @@ def correlate(pod: Pod, node: Node | None, probes: Mapping[str, ProbeResult], ho
         pod_notes.extend(host.table.notes)
     if pod.phase != "Running":
         pod_notes.extend(explain_not_running(pod))
+    # In a shared namespace every probe sees the others' shells (they run in parallel).
+    probe_pids: frozenset[int] = frozenset()
+    if pod.share_process_namespace:
+        probe_pids = frozenset().union(*(p.table.own_pids for p in probes.values() if p.table))
     maps = []
     for container in pod.containers:
         if only_container is not None and container.name != only_container:
             continue
-        maps.append(map_container(pod, container, probes.get(container.name), host))
+        maps.append(map_container(pod, container, probes.get(container.name), host, probe_pids))
     if pod.share_process_namespace and host is None and pod.phase == "Running":
         pod_notes.append("the pod shares one PID namespace; without the host side each container "
                          "lists every process of the pod")
@@ -89,22 +93,33 @@ def _user(uid: int | None, users: Mapping[int, str]) -> str | None:
 
 
 def _members(pod: Pod, container: Container, probe_ns: int | None, host: HostView) -> list[RawProcess]:
-    """The host-side processes of one container."""
-    processes = host.table.processes
-    by_cgroup = [p for p in processes if container.container_id and p.cgroup_id == container.container_id]
-    if probe_ns is None:
-        return by_cgroup
-    in_ns = [p for p in processes if p.pid_ns == probe_ns]
-    if not in_ns:
-        # Inodes unreadable (not root): the cgroup path is the only way in.
-        return by_cgroup if all(p.pid_ns is None for p in processes) or not processes else []
-    if pod.share_process_namespace:
-        return [p for p in in_ns if p.cgroup_id is None or p.cgroup_id == container.container_id]
-    return in_ns
+    """The host-side processes of one container.
+
+    By PID-namespace inode where both sides know it; otherwise (inode unreadable: not root, or a
+    node without CAP_SYS_PTRACE; or no probe) by the cgroup's container ID. A cgroup can also hold
+    processes of outer namespaces (a runtime's helper between fork and exec), so of the
+    cgroup-matched ones only the most deeply nested are the container's own.
+    """
+    cid = container.container_id
+    by_ns: list[RawProcess] = []
+    by_cgroup: list[RawProcess] = []
+    for proc in host.table.processes:
+        if probe_ns is not None and proc.pid_ns is not None:
+            if proc.pid_ns != probe_ns:
+                continue
+            # shareProcessNamespace: one namespace for the pod, the cgroup tells containers apart.
+            if not pod.share_process_namespace or proc.cgroup_id is None or proc.cgroup_id == cid:
+                by_ns.append(proc)
+        elif cid is not None and proc.cgroup_id == cid:
+            by_cgroup.append(proc)
+    if by_cgroup:
+        depth = max(len(proc.nspid) for proc in [*by_ns, *by_cgroup])
+        by_cgroup = [proc for proc in by_cgroup if len(proc.nspid) == depth and depth > 1]
+    return [*by_ns, *by_cgroup]
 
 
 def map_container(pod: Pod, container: Container, probe: ProbeResult | None,
-                  host: HostView | None) -> ContainerMap:
+                  host: HostView | None, probe_pids: frozenset[int] = frozenset()) -> ContainerMap:
     notes: list[str] = []
     if container.state != "running":
         return ContainerMap(container=container, pid_namespace=None, cgroup_id=container.container_id,
@@ -121,8 +136,12 @@ def map_container(pod: Pod, container: Container, probe: ProbeResult | None,
     host_by_cpid = {p.nspid[-1]: p for p in members}
     host_by_reader_pid = {p.pid: p for p in host.table.processes} if host else {}
     shared_all: dict[int, RawProcess] = {}
-    if host and pod.share_process_namespace and probe_ns is not None:
-        shared_all = {p.nspid[-1]: p for p in host.table.processes if p.pid_ns == probe_ns}
+    if host and pod.share_process_namespace:
+        # Every process of the pod's one namespace (pause and the other containers included).
+        by_inode = [p for p in host.table.processes if probe_ns is not None and p.pid_ns == probe_ns]
+        by_pod = [p for p in host.table.processes if p.pid_ns is None and p.pod_uid == pod.uid]
+        depth = max((len(p.nspid) for p in by_pod), default=0)
+        shared_all = {p.nspid[-1]: p for p in [*by_inode, *(p for p in by_pod if len(p.nspid) == depth)]}
     host_complete = host is not None and bool(members)
 
     rows: list[Process] = []
@@ -130,6 +149,8 @@ def map_container(pod: Pod, container: Container, probe: ProbeResult | None,
     gone: list[int] = []
     for proc in table.processes if table else ():
         cpid = proc.nspid[-1]
+        if cpid in probe_pids:
+            continue
         if pod.share_process_namespace and host and cpid not in host_by_cpid and cpid in shared_all:
             continue  # another container's (or pause's) process in the shared namespace
         hproc = host_by_cpid.get(cpid)
@@ -183,7 +204,8 @@ def _row(cpid: int, proc: RawProcess | None, hproc: RawProcess | None, host: Hos
     if proc is not None and probe_table is not None:
         user = _user(proc.uid, probe_table.users)
     elif hproc is not None:
-        user = _user(hproc.uid, {})  # the host's user names need not be the container's
+        # The host's user names need not be the container's; only uid 0 is root everywhere.
+        user = _user(hproc.uid, {0: "root"})
     seen_by = proc or hproc
     return Process(
         container_pid=cpid,

@@ -99,6 +99,7 @@ class RawProcess:
     cmdline: str
     pid_ns: int | None = None  # inode of /proc/PID/ns/pid; None when unreadable (not root)
     cgroup_id: str | None = None  # innermost 64-hex container id in /proc/PID/cgroup
+    pod_uid: str | None = None  # the pod<uid> component of the cgroup path (kubepods layouts)
     start_ticks: int | None = None  # field 22 of /proc/PID/stat, clock ticks since boot
 
 

@@ -46,6 +46,7 @@ p end
 """
 
 _CONTAINER_ID = re.compile(r"(?:^|[/\-:])([0-9a-f]{64})(?:\.scope)?(?=/|$)")
+_POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
 _NS_LINK = re.compile(r"^\w+:\[(\d+)\]$")
 
 
@@ -112,6 +113,13 @@ def cgroup_container_id(text: str) -> str | None:
     return best
 
 
+def cgroup_pod_uid(text: str) -> str | None:
+    """The pod UID in a kubepods cgroup path: ``pod<uid>`` (cgroupfs) or ``-pod<uid_with_underscores>.slice``
+    (systemd), always returned with dashes."""
+    match = _POD_UID.search(text)
+    return match.group(1).replace("_", "-") if match else None
+
+
 def parse_stat_start_ticks(text: str) -> int | None:
     """Field 22 (starttime) of /proc/PID/stat; comm (field 2) may hold spaces and parentheses."""
     _, sep, rest = text.rpartition(")")
@@ -131,11 +139,12 @@ def parse_cmdline(raw: bytes) -> str:
 
 
 def raw_process(pid: int, status: StatusFields, cmdline: str, *, pid_ns: int | None = None,
-                cgroup_id: str | None = None, start_ticks: int | None = None) -> RawProcess:
+                cgroup_id: str | None = None, start_ticks: int | None = None,
+                pod_uid: str | None = None) -> RawProcess:
     # Kernel threads and zombies have an empty cmdline; ps shows their name in brackets.
     return RawProcess(pid=pid, nspid=status.nspid, ppid=status.ppid, uid=status.uid, state=status.state,
                       name=status.name, cmdline=cmdline or f"[{status.name}]", pid_ns=pid_ns,
-                      cgroup_id=cgroup_id, start_ticks=start_ticks)
+                      cgroup_id=cgroup_id, start_ticks=start_ticks, pod_uid=pod_uid)
 
 
 class ScanFormatError(ValueError):
@@ -185,6 +194,7 @@ def parse_scan(text: str) -> ProcessTable:
             int(pid_text), status, cmdline,
             pid_ns=parse_ns_link(entry["N"][0]) if "N" in entry else None,
             cgroup_id=cgroup_container_id("\n".join(entry["G"])) if "G" in entry else None,
+            pod_uid=cgroup_pod_uid("\n".join(entry["G"])) if "G" in entry else None,
             start_ticks=parse_stat_start_ticks(entry["T"][0]) if "T" in entry else None,
         ))
     own = {self_pid} if self_pid is not None else set()

@@ -10,8 +10,8 @@ from tabulate import tabulate
 
 from pidmap.model import Container, ContainerMap, PodMap, Process
 
-Output = Literal["table", "wide", "json", "yaml"]
-OUTPUTS: tuple[Output, ...] = ("table", "wide", "json", "yaml")
+Output = Literal["table", "wide", "json", "yaml", "tree", "dot", "mermaid"]
+OUTPUTS: tuple[Output, ...] = ("table", "wide", "json", "yaml", "tree", "dot", "mermaid")
 MISSING = "-"
 
 
@@ -134,6 +134,10 @@ def render_text(result: PodMap, wide: bool = False) -> str:
 
 
 def render(result: PodMap, output: Output) -> str:
+    if output in ("tree", "dot", "mermaid"):
+        from pidmap.picture import render_picture  # pictures of the nesting (issue 4)
+
+        return render_picture([result], output)
     if output == "json":
         return json.dumps(to_document(result), indent=2)
     if output == "yaml":

@@ -28,6 +28,7 @@ from pidmap.procfs import (
     SCAN_SCRIPT,
     ScanFormatError,
     cgroup_container_id,
+    cgroup_pod_uid,
     parse_cmdline,
     parse_ns_link,
     parse_scan,
@@ -53,7 +54,8 @@ def read_process(root: Path, pid: int) -> tuple[RawProcess | None, bool]:
         if status is None:
             return None, False
         cmdline = parse_cmdline((base / "cmdline").read_bytes())
-        cgroup_id = cgroup_container_id((base / "cgroup").read_text())
+        cgroup_text = (base / "cgroup").read_text()
+        cgroup_id = cgroup_container_id(cgroup_text)
         start_ticks = parse_stat_start_ticks((base / "stat").read_text())
     except (FileNotFoundError, ProcessLookupError):
         return None, False
@@ -68,7 +70,7 @@ def read_process(root: Path, pid: int) -> tuple[RawProcess | None, bool]:
     except PermissionError:
         denied = True  # another user's process and we are not root: NSpid still tells the PIDs
     return raw_process(pid, status, cmdline, pid_ns=pid_ns, cgroup_id=cgroup_id,
-                       start_ticks=start_ticks), denied
+                       start_ticks=start_ticks, pod_uid=cgroup_pod_uid(cgroup_text)), denied
 
 
 def _boot_time(root: Path) -> float | None:
@@ -98,10 +100,10 @@ def scan_local(procfs_root: str = DEFAULT_PROCFS) -> ProcessTable:
         if proc is not None and PROBE_MARKER not in proc.cmdline:
             processes.append(proc)
     notes: list[str] = []
-    if denied:
-        who = "not root: " if os.geteuid() != 0 else ""
-        notes.append(f"{who}the PID-namespace inode of {denied} host processes is unreadable "
-                     "(those are matched by cgroup container ID instead)")
+    # As root a handful of denials are processes outside this user namespace: not worth a note.
+    if denied and os.geteuid() != 0:
+        notes.append(f"not root: the PID-namespace inode of {denied} host processes is unreadable "
+                     "(matched by cgroup container ID instead)")
     reader_ns: int | None = None
     with contextlib.suppress(OSError):
         reader_ns = parse_ns_link(os.readlink(root / "self" / "ns" / "pid"))
