@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import click
+import yaml
 
 from pidmap import __version__
 from pidmap.collect import collect_pod
-from pidmap.errors import ExitStatus, NotRunningError, PidmapError
-from pidmap.model import Options, Target, Via
-from pidmap.render import OUTPUTS, Output, render
+from pidmap.complete import complete_nodes, complete_pods
+from pidmap.errors import ExitStatus, NotRunningError, PidmapError, UsageError
+from pidmap.model import Options, PodMap, Target, Via
+from pidmap.picture import Picture
+from pidmap.render import OUTPUTS, Output, render, to_document
 
 
 class PidmapGroup(click.Group):
@@ -85,6 +89,145 @@ def show(pod: str, container: str | None, via: str, namespace: str, context: str
                               "kubectl describe pod " + result.pod.name + " -n " + result.pod.namespace)
 
 
+# --- issue 4: whois, node, watch (their cores: pidmap/whois.py, nodemap.py, watch.py) -------------
+
+@main.command()
+@click.argument("pid", type=int)
+@click.option("--level", type=click.Choice(["host", "node"]), default="host", show_default=True,
+              help="Whether PID is a host PID or a PID as seen inside a node container (needs --node).")
+@click.option("--node", "node_name", default=None, shell_complete=complete_nodes,
+              help="The node container whose view PID is in (with --level node).")
+@click.option("--context", default=None, help="kubeconfig context to use (default: current).")
+@click.option("--kubeconfig", default=None, type=click.Path(dir_okay=False),
+              help="Path of the kubeconfig (default: $KUBECONFIG, then ~/.kube/config).")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def whois(pid: int, level: str, node_name: str | None, context: str | None, kubeconfig: str | None,
+          output: str) -> None:
+    """Which node, pod and container own PID (a host PID, or a node PID with --level node)."""
+    from pidmap import whois as whois_core
+
+    answer = whois_core.whois(pid, Options(kubeconfig=kubeconfig, context=context),
+                              level=cast(whois_core.Level, level), node_name=node_name)
+    click.echo(whois_core.render(answer, output))
+
+
+def _echo_maps(maps: list[PodMap], output: str) -> None:
+    from pidmap.picture import render_picture
+
+    if output in ("tree", "dot", "mermaid"):
+        click.echo(render_picture(maps, cast(Picture, output)))
+    elif output == "json":
+        click.echo(json.dumps([to_document(m) for m in maps], indent=2))
+    elif output == "yaml":
+        click.echo(yaml.safe_dump([to_document(m) for m in maps], sort_keys=False).rstrip("\n"))
+    else:
+        click.echo("\n\n".join(render(m, cast(Output, output)) for m in maps) or "no pods")
+
+
+@main.command("node")
+@click.argument("node_name", metavar="NODE", shell_complete=complete_nodes)
+@click.option("--via", type=click.Choice(["auto", "local", "docker"]), default="auto", show_default=True,
+              help="Read node processes from this machine's /proc (local) or with docker exec (docker).")
+@cluster_options
+def node_command(node_name: str, via: str, namespace: str, context: str | None, kubeconfig: str | None,
+                 output: str) -> None:
+    """Every pod on NODE with all its processes: one host scan, one list call, no exec.
+
+    -n is ignored: every namespace's pods on the node are shown.
+    """
+    from pidmap.nodemap import collect_node
+
+    options = Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via))
+    _echo_maps(collect_node(node_name, options), output)
+
+
+def _extend_show() -> None:
+    """Adds --all / -A and --watch / --interval / --count to ``show`` without touching its body.
+
+    Issue 4, additive: ``show --all`` is ``collect_all`` (one list call, one scan, no exec) and
+    ``show --watch`` is ``watch``. POD becomes optional (required unless --all). To be folded into
+    show's own decorators by its owner.
+    """
+    original = show.callback
+    assert original is not None
+    for param in show.params:
+        if param.name == "pod":
+            param.required = False
+            param._custom_shell_complete = complete_pods
+    show.params.extend([
+        click.Option(["--all", "all_pods"], is_flag=True,
+                     help="Every pod of the namespace (-n) or of all (-A): one scan, no exec."),
+        click.Option(["-A", "--all-namespaces"], is_flag=True, help="With --all: every namespace."),
+        click.Option(["--watch", "-w"], is_flag=True, help="Redraw every --interval s (as pidmap watch)."),
+        click.Option(["--interval"], type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+                     help="With --watch: seconds between refreshes."),
+        click.Option(["--count"], type=click.IntRange(min=1), default=None,
+                     help="With --watch: stop after this many refreshes."),
+    ])
+
+    def callback(pod: str | None, all_pods: bool, all_namespaces: bool, watch: bool, interval: float,
+                 count: int | None, **kwargs: Any) -> None:
+        ctx = click.get_current_context()
+        if all_pods:
+            if pod is not None or watch or kwargs.get("container"):
+                raise UsageError("--all takes no POD, -c or --watch", "pidmap show --all [-n NS | -A]")
+            from pidmap.nodemap import collect_all
+
+            options = Options(kubeconfig=kwargs["kubeconfig"], context=kwargs["context"],
+                              via=cast(Via, kwargs["via"]))
+            namespace = None if all_namespaces else kwargs["namespace"]
+            _echo_maps(collect_all(namespace, options), kwargs["output"])
+            return
+        if pod is None:
+            raise UsageError("missing POD", "pidmap show POD, or pidmap show --all [-n NS | -A]")
+        if all_namespaces:
+            raise UsageError("-A goes with --all", "pidmap show --all -A")
+        if watch:
+            ctx.invoke(watch_command, pod=pod, interval=interval, count=count, **kwargs)
+            return
+        original(pod=pod, **kwargs)
+
+    show.callback = callback
+
+
+@main.command("watch")
+@click.argument("pod", shell_complete=complete_pods)
+@click.option("-c", "--container", default=None, help="Only this container.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Seconds between refreshes.")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="Stop after this many refreshes (default: until Ctrl-C).")
+@click.option("--via", type=click.Choice(["auto", "local", "docker"]), default="auto", show_default=True,
+              help="Read node processes from this machine's /proc (local) or with docker exec (docker).")
+@cluster_options
+def watch_command(pod: str, container: str | None, interval: float, count: int | None, via: str,
+                  namespace: str, context: str | None, kubeconfig: str | None, output: str) -> None:
+    """Map POD every --interval seconds; mark processes that appeared or vanished and restarts.
+
+    -o json prints one JSON document per line for each refresh that changed something. Ctrl-C ends
+    the watch with exit status 0.
+    """
+    from pidmap import watch as watch_core
+
+    target = Target(namespace=namespace, pod=pod, container=container)
+    options = Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via))
+    clear = output not in ("json", "yaml") and sys.stdout.isatty()
+    try:
+        for frame in watch_core.run(lambda: collect_pod(target, options), interval=interval, count=count):
+            if output == "json":
+                line = watch_core.frame_json(frame)
+                if line is not None:
+                    click.echo(line)
+                continue
+            text = watch_core.frame_text(frame, pod_label=f"{namespace}/{pod}", interval=interval,
+                                         wide=output == "wide")
+            # On a terminal the picture is redrawn in place; piped, each refresh follows the last.
+            click.echo(("\x1b[H\x1b[2J" if clear else ("" if frame.refresh == 1 else "\n")) + text)
+    except KeyboardInterrupt:
+        # Stopping is how a watch is meant to end: not an error (documented exit status 0).
+        click.echo("", err=True)
+
+
 def _register_sandbox() -> None:
     # The sandbox is optional tooling (its own extra); the core never imports it.
     try:
@@ -95,6 +238,7 @@ def _register_sandbox() -> None:
 
 
 _register_sandbox()
+_extend_show()
 
 
 if __name__ == "__main__":  # pragma: no cover
