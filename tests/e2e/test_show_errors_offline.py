@@ -29,7 +29,10 @@ def _assert_error(result: subprocess.CompletedProcess[str], status: ExitStatus, 
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("name", ["kubia;rm -rf /", "$(reboot)", "Kubia", "kubia manual", "-kubia", "a" * 254])
+BAD_NAMES = ["kubia;rm -rf /", "$(reboot)", "Kubia", "kubia manual", "-kubia", "a" * 254]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
 def test_invalid_pod_name_is_rejected_before_any_call(name: str, tmp_path: Path) -> None:
     # No kubeconfig exists: a usage error (2) rather than a config error (4) proves no call was tried.
     env = {**os.environ, "KUBECONFIG": str(tmp_path / "none")}
