@@ -81,8 +81,7 @@ def _host_view(client: Any, node: Node | None, options: Options) -> HostView | N
         if options.via == "docker" or not sys.platform.startswith("linux"):
             raise DockerError("cannot read the node's processes without access to Docker",
                               "run as root or as a member of the docker group")
-        return HostView(table=hostprocs.scan_local(), via="local", node_level=None, host_level=0,
-                        notes=("node PIDs unknown: the node container could not be looked up",))
+        return HostView(table=hostprocs.scan_local(), via="local", node_level=None, host_level=0)
     if not node.running:
         return None
     visible = sys.platform.startswith("linux") and hostprocs.sees_container(node.container_id, node.host_pid)

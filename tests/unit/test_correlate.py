@@ -104,3 +104,17 @@ def test_not_running_phases_explain_why() -> None:
     assert "cannot be obtained" in explain_not_running(replace(pending, phase="Unknown"))[0]
     result = correlate(failed, None, {}, None)
     assert result.notes == (why,) and not result.running
+
+
+def test_shared_namespace_drops_the_other_probes_shells() -> None:
+    # Two probes run at once in one namespace: each sees the other's shell, which is no process
+    # of either container.
+    table = parse_scan(DOC["container_probe"])
+    other_probe = replace(table, processes=(), own_pids=frozenset({2}))
+    probes = {"app": ProbeResult(container="app", table=table),
+              "sidecar": ProbeResult(container="sidecar", table=other_probe)}
+    other = Container(name="sidecar", type="app", image="x", container_id="c" * 64, runtime="containerd",
+                      state="running")
+    shared = pod(DOC, running_container(DOC), other, shared=True)
+    app = correlate(shared, node(DOC), probes, None).containers[0]
+    assert [p.container_pid for p in app.processes] == [1]
