@@ -1,0 +1,335 @@
+"""The sandbox's data plane through real kubectl, checked against /proc, docker and nsenter.
+
+Every example manifest must reach its phase with Kubernetes' container states, and what the status
+claims (container IDs, PID 1, namespaces) must be true on the host. The node-loss and teardown
+tests use a second, private sandbox so that stopping a node never disturbs the session's one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Sandbox, _sandbox_up
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.docker, pytest.mark.root]
+
+PROC = Path("/proc")
+
+
+def host_pids_of(container_id: str) -> list[int]:
+    """Host PIDs whose /proc/PID/cgroup path carries ``container_id`` (ground truth from the kernel)."""
+    found: list[int] = []
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "cgroup").read_text()
+        except OSError:
+            continue
+        if container_id in text:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def nspid(pid: int) -> list[int]:
+    for line in (PROC / str(pid) / "status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return [int(x) for x in line.split()[1:]]
+    raise AssertionError(f"no NSpid line for {pid}")
+
+
+def pid_ns(pid: int) -> str:
+    return os.readlink(PROC / str(pid) / "ns" / "pid")
+
+
+def cmdline(pid: int) -> str:
+    return (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+
+
+def container_id(status: dict[str, Any]) -> str:
+    raw = str(status["containerID"])
+    assert raw.startswith("containerd://"), raw
+    cid = raw.removeprefix("containerd://")
+    assert re.fullmatch(r"[0-9a-f]{64}", cid), raw
+    return cid
+
+
+def statuses(pod: dict[str, Any], key: str = "containerStatuses") -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in pod["status"].get(key) or []}
+
+
+def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_kubia_manual_runs_node_app_as_pid_1(sandbox: Sandbox) -> None:
+    pod = sandbox.apply_example("kubia-manual.yaml")
+    kubia = statuses(pod)["kubia"]
+    assert "running" in kubia["state"] and kubia["ready"] is True and kubia["restartCount"] == 0
+    node = pod["spec"]["nodeName"]
+    cid = container_id(kubia)
+    pids = host_pids_of(cid)
+    assert pids, f"no host process carries {cid} in its cgroup"
+    main = [pid for pid in pids if nspid(pid)[-1] == 1]
+    assert len(main) == 1, {pid: nspid(pid) for pid in pids}
+    chain = nspid(main[0])
+    assert len(chain) == 3 and chain[0] == main[0], chain
+    assert cmdline(main[0]) == "node app.js"
+    # The node's own view: docker exec sees the process under its node PID.
+    ps = subprocess.run(["docker", "exec", node, "ps", "-o", "pid,args"], capture_output=True, text=True,
+                        check=True).stdout
+    rows = {int(line.split(None, 1)[0]): line.split(None, 1)[1] for line in ps.splitlines()[1:]}
+    assert rows.get(chain[1]) == "node app.js", ps
+    inside = sandbox.kubectl("exec", "kubia-manual", "--", "ps", "aux").stdout
+    assert re.search(r"^\s*1\s+\S+\s+node app\.js$", inside, re.MULTILINE), inside
+    # The app answers with its hostname = the pod name, on the pod's own network namespace.
+    answer = sandbox.kubectl("exec", "kubia-manual", "--", "wget", "-q", "-O", "-",
+                             "http://127.0.0.1:8080/").stdout
+    assert answer == "You've hit kubia-manual\n"
+
+
+def test_sidecar_containers_have_their_own_pid_namespaces(sandbox: Sandbox) -> None:
+    pod = sandbox.apply_example("sidecar.yaml")
+    by_name = statuses(pod)
+    assert len(by_name) == 2 and all("running" in s["state"] for s in by_name.values())
+    namespaces = {}
+    for name, status in by_name.items():
+        main = [pid for pid in host_pids_of(container_id(status)) if nspid(pid)[-1] == 1]
+        assert len(main) == 1, name
+        namespaces[name] = pid_ns(main[0])
+    assert len(set(namespaces.values())) == 2, namespaces
+    # ... but one network and UTS namespace (pause's), and the shared emptyDir volume works.
+    writer, tailer = (by_name[c["name"]] for c in pod["spec"]["containers"])
+    writer_pid = next(p for p in host_pids_of(container_id(writer)) if nspid(p)[-1] == 1)
+    tailer_pid = next(p for p in host_pids_of(container_id(tailer)) if nspid(p)[-1] == 1)
+    for kind in ("net", "uts", "ipc"):
+        assert os.readlink(PROC / str(writer_pid) / "ns" / kind) == os.readlink(
+            PROC / str(tailer_pid) / "ns" / kind), kind
+    hostname = subprocess.run(["nsenter", "--target", str(writer_pid), "--uts", "hostname"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    assert hostname == "sidecar"
+    tailer_name = pod["spec"]["containers"][1]["name"]
+    log_dir = pod["spec"]["containers"][1]["volumeMounts"][0]["mountPath"]
+    wait_for(lambda: sandbox.kubectl("exec", "sidecar", "-c", tailer_name, "--", "ls",
+                                     log_dir).stdout.strip(),
+             what="the writer's file to appear in the tailer's volume")
+
+
+def test_shared_pid_pod_has_pause_as_pid_1(sandbox: Sandbox) -> None:
+    pod = sandbox.apply_example("shared-pid.yaml")
+    by_name = statuses(pod)
+    namespaces = set()
+    for status in by_name.values():
+        pids = host_pids_of(container_id(status))
+        assert pids and all(len(nspid(pid)) == 3 and nspid(pid)[-1] != 1 for pid in pids)
+        namespaces |= {pid_ns(pid) for pid in pids}
+    assert len(namespaces) == 1, namespaces
+    # PID 1 of that namespace is the pause process.
+    some_pid = host_pids_of(container_id(by_name["shell"]))[0]
+    pause = [int(p.name) for p in PROC.iterdir() if p.name.isdigit() and _safe_ns(int(p.name)) in namespaces]
+    assert len(pause) == 1 and cmdline(pause[0]) == "/pause", pause
+    assert pid_ns(some_pid) == pid_ns(pause[0])
+    ps = sandbox.kubectl("exec", "shared-pid", "-c", "shell", "--", "ps").stdout
+    assert re.search(r"^\s*1\s+\S+\s+/pause$", ps, re.MULTILINE), ps
+    assert "httpd -f -p 8080" in ps and "sleep 86400" in ps
+
+
+def _safe_ns(pid: int) -> str:
+    try:
+        return pid_ns(pid) if nspid(pid)[-1] == 1 else ""
+    except OSError:
+        return ""
+
+
+def test_init_container_completes_before_the_app(sandbox: Sandbox) -> None:
+    pod = sandbox.apply_example("init-container.yaml")
+    init = statuses(pod, "initContainerStatuses")["prepare"]
+    web = statuses(pod)["web"]
+    assert init["state"]["terminated"]["exitCode"] == 0
+    assert init["state"]["terminated"]["reason"] == "Completed"
+    assert not host_pids_of(container_id(init)), "a completed init container left processes"
+    assert web["state"]["running"]["startedAt"] >= init["state"]["terminated"]["finishedAt"]
+    conditions = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+    assert conditions == {"PodScheduled": "True", "Initialized": "True", "ContainersReady": "True",
+                          "Ready": "True"}
+    page = sandbox.kubectl("exec", "init-demo", "--", "wget", "-q", "-O", "-", "http://127.0.0.1:8080/").stdout
+    assert page == "prepared by the init container\n"
+
+
+@pytest.mark.parametrize(("example", "name", "phase", "exit_code", "reason"), [
+    ("completes.yaml", "completes", "Succeeded", 0, "Completed"),
+    ("fails.yaml", "fails", "Failed", 3, "Error"),
+])
+def test_run_to_completion(sandbox: Sandbox, example: str, name: str, phase: str, exit_code: int,
+                           reason: str) -> None:
+    pod = sandbox.apply_example(example, {"Succeeded", "Failed"})
+    assert pod["status"]["phase"] == phase
+    job = statuses(pod)["job"]
+    terminated = job["state"]["terminated"]
+    assert (terminated["exitCode"], terminated["reason"]) == (exit_code, reason)
+    assert terminated["containerID"] == job["containerID"]
+    assert job["restartCount"] == 0 and job["ready"] is False
+    assert not host_pids_of(container_id(job))
+    result = sandbox.kubectl("exec", name, "--", "true", check=False)
+    assert result.returncode != 0
+
+
+def test_unknown_image_stays_pending(sandbox: Sandbox) -> None:
+    sandbox.kubectl("apply", "-f", str(Path(__file__).parents[2] / "examples" / "pending.yaml"))
+
+    def backing_off() -> dict[str, Any] | None:
+        pod = sandbox.pod("pending")
+        waiting = statuses(pod)["app"]["state"].get("waiting", {})
+        return pod if waiting.get("reason") == "ImagePullBackOff" else None
+
+    pod = wait_for(backing_off, what="ImagePullBackOff")
+    assert pod["status"]["phase"] == "Pending"
+    app = statuses(pod)["app"]
+    expected = 'Back-off pulling image "registry.invalid/pidmap/no-such-image:1"'
+    assert app["state"]["waiting"]["message"] == expected
+    assert app["ready"] is False and "containerID" not in app
+
+
+def test_killing_pid_1_restarts_the_container(sandbox: Sandbox) -> None:
+    sandbox.kubectl("run", "pa-restart", "--image=busybox", "--restart=Always", "--", "sleep", "3600")
+    pod = sandbox.wait_phase("pa-restart", {"Running"})
+    first = statuses(pod)["pa-restart"]
+    old_id = container_id(first)
+    main = next(pid for pid in host_pids_of(old_id) if nspid(pid)[-1] == 1)
+    os.kill(main, signal.SIGKILL)
+
+    def restarted() -> dict[str, Any] | None:
+        status = statuses(sandbox.pod("pa-restart"))["pa-restart"]
+        return status if status["restartCount"] == 1 and "running" in status["state"] else None
+
+    status = wait_for(restarted, what="restartCount 1 and running")
+    assert container_id(status) != old_id
+    last = status["lastState"]["terminated"]
+    assert (last["exitCode"], last["reason"]) == (137, "Error")
+    assert last["containerID"] == first["containerID"]
+    assert not host_pids_of(old_id)
+    assert host_pids_of(container_id(status))
+    sandbox.kubectl("delete", "pod", "pa-restart", "--wait=true")
+
+
+def test_delete_pod_removes_processes_and_cgroups(sandbox: Sandbox) -> None:
+    sandbox.kubectl("run", "pa-delete", "--image=busybox", "--restart=Never", "--", "sleep", "3600")
+    pod = sandbox.wait_phase("pa-delete", {"Running"})
+    cid = container_id(statuses(pod)["pa-delete"])
+    uid = pod["metadata"]["uid"]
+    assert host_pids_of(cid)
+    assert _cgroup_dirs(uid)
+    sandbox.kubectl("delete", "pod", "pa-delete", "--wait=true", timeout=60)
+    wait_for(lambda: not host_pids_of(cid), timeout=15, what="the pod's processes to exit")
+    wait_for(lambda: not _cgroup_dirs(uid), timeout=15, what="the pod's cgroups to go")
+
+
+def _cgroup_dirs(fragment: str) -> list[Path]:
+    found: list[Path] = []
+    for mount in Path("/sys/fs/cgroup").iterdir():
+        docker_root = mount / "docker"
+        if docker_root.is_dir():
+            found += [p for p in docker_root.glob("*/*/*/*") if fragment in p.name or
+                      fragment.replace("-", "_") in p.name]
+            found += [p for p in docker_root.glob("*/*/*/*/*") if fragment in p.name or
+                      fragment.replace("-", "_") in p.name]
+    return found
+
+
+# ---- a private sandbox: node loss, then a teardown that must leave nothing behind ------------
+
+@pytest.fixture(scope="module")
+def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    name = os.environ.get("PIDMAP_TEST_SANDBOX", "pidmap-test") + "-lost"
+    home = tmp_path_factory.mktemp("private-sandbox")
+    config = home / "kind-config.yaml"
+    config.write_text("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n"
+                      "nodes:\n- role: control-plane\n- role: worker\n")
+    box = _sandbox_up(name, "kind", home, ["--config", str(config)])
+    try:
+        yield box
+    finally:
+        box.pidmap("sandbox", "down", "--name", name, check=False, timeout=300)
+
+
+def test_private_sandbox_is_named_and_labelled_like_kind(private: Sandbox) -> None:
+    names = subprocess.run(["docker", "ps", "--filter", f"label=io.x-k8s.kind.cluster={private.name}",
+                            "--format", "{{.Names}} {{.Label \"io.x-k8s.kind.role\"}}"],
+                           capture_output=True, text=True, check=True).stdout.split("\n")
+    assert sorted(filter(None, names)) == [f"{private.name}-control-plane control-plane",
+                                           f"{private.name}-worker worker"]
+    hostname = subprocess.run(["docker", "exec", f"{private.name}-worker", "hostname"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    assert hostname == f"{private.name}-worker"
+    contexts = private.kubectl("config", "get-contexts", "-o", "name").stdout.split()
+    assert f"kind-{private.name}" in contexts
+
+
+def test_stopped_node_makes_its_pods_unknown(private: Sandbox) -> None:
+    worker = f"{private.name}-worker"
+    manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pa-lost"},
+                "spec": {"nodeName": worker, "containers": [{"name": "c", "image": "busybox",
+                                                              "command": ["sleep", "3600"]}]}}
+    private.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    pod = private.wait_phase("pa-lost", {"Running"})
+    assert pod["spec"]["nodeName"] == worker
+    cid = container_id(statuses(pod)["c"])
+    assert host_pids_of(cid)
+    subprocess.run(["docker", "stop", "-t", "1", worker], check=True, capture_output=True)
+    pod = private.wait_phase("pa-lost", {"Unknown"}, timeout=30)
+    assert pod["status"].get("reason") == "NodeLost"
+    nodes = json.loads(private.kubectl("get", "node", worker, "-o", "json").stdout)
+    ready = next(c for c in nodes["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] != "True"
+    assert not host_pids_of(cid)
+
+
+def test_down_leaves_nothing_behind(private: Sandbox) -> None:
+    # A running pod on the control plane (the worker is stopped), so there is something to clean up.
+    pin = json.dumps({"spec": {"nodeName": f"{private.name}-control-plane"}})
+    private.kubectl("run", "pa-left", "--image=busybox", "--overrides", pin, "--", "sleep", "3600")
+    pod = private.wait_phase("pa-left", {"Running"})
+    cid = container_id(statuses(pod)["pa-left"])
+    spec = json.loads((private.state_dir / "cluster.json").read_text())
+    port = spec["api_port"]
+    node_ids = [n["container_id"] for n in spec["nodes"]]
+    api_pid = int((private.state_dir / "apiserver.pid").read_text())
+    assert host_pids_of(cid)
+
+    result = private.pidmap("sandbox", "down", "--name", private.name)
+    assert "Deleted" in result.stdout
+
+    left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.pidmap.sandbox={private.name}"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    assert left == [], "no container"
+    assert not host_pids_of(cid), "no pod process"
+    api_cmdline = PROC / str(api_pid) / "cmdline"
+    assert not api_cmdline.exists() or b"pidmap.sandbox.apiserver" not in api_cmdline.read_bytes()
+    for node_id in node_ids:
+        assert not list(Path("/sys/fs/cgroup").glob(f"*/docker/{node_id}")), "no cgroup dir"
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, "no listening port"
+    contexts = private.kubectl("config", "get-contexts", "-o", "name").stdout.split()
+    assert f"kind-{private.name}" not in contexts, "no kubeconfig entry"
+    assert not private.state_dir.exists(), "no state dir"
+    again = private.pidmap("sandbox", "down", "--name", private.name)
+    assert "nothing to stop" in again.stdout
+    status = private.pidmap("sandbox", "status", "--name", private.name, check=False)
+    assert status.returncode == 10 and "is not up" in status.stderr
