@@ -9,6 +9,7 @@ from typing import Any
 from pidmap.model import Container, HostView, Node, Pod, ProcessTable, RawProcess
 from pidmap.procfs import (
     cgroup_container_id,
+    cgroup_pod_uid,
     parse_ns_link,
     parse_stat_start_ticks,
     parse_status,
@@ -31,7 +32,8 @@ def host_processes(doc: dict[str, Any], *, with_ns: bool = True) -> list[RawProc
         out.append(raw_process(int(pid), status, files["cmdline"].replace("\0", " ").strip(),
                                pid_ns=parse_ns_link(files["ns_pid"]) if with_ns else None,
                                cgroup_id=cgroup_container_id(files["cgroup"]),
-                               start_ticks=parse_stat_start_ticks(files["stat"])))
+                               start_ticks=parse_stat_start_ticks(files["stat"]),
+                               pod_uid=cgroup_pod_uid(files["cgroup"])))
     return out
 
 

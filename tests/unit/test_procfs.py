@@ -7,6 +7,7 @@ import pytest
 from pidmap.procfs import (
     ScanFormatError,
     cgroup_container_id,
+    cgroup_pod_uid,
     parse_cmdline,
     parse_ns_link,
     parse_scan,
@@ -101,3 +102,12 @@ def test_scan_rejects_other_output() -> None:
         parse_scan("sh: not found\n")
     with pytest.raises(ScanFormatError):
         parse_scan(DOC["container_probe"].rsplit("end", 1)[0])
+
+
+def test_pod_uid_from_both_cgroup_layouts() -> None:
+    uid = "4af19622-5166-4d10-a49f-6d908800b6f2"
+    assert cgroup_pod_uid(f"8:pids:/docker/x/kubepods/besteffort/pod{uid}/{'a' * 64}\n") == uid
+    systemd = (f"0::/kubelet-kubepods-besteffort-pod{uid.replace('-', '_')}.slice/"
+               f"cri-containerd-{'a' * 64}.scope")
+    assert cgroup_pod_uid(systemd) == uid
+    assert cgroup_pod_uid("0::/init.scope") is None

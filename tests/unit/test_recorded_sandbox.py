@@ -1,0 +1,74 @@
+"""A shareProcessNamespace pod recorded from a kind-flavor sandbox (tests/fixtures/record_sandbox.py):
+systemd-style cgroup paths (cri-containerd-<id>.scope, pod<uid_with_underscores>.slice), pause as
+PID 1, probes taken through real kubectl exec. Expected rows come from the recorded NSpid lines and
+a plain substring search of each process's cgroup file — not from pidmap's parsers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes.client import ApiClient
+
+from pidmap.correlate import correlate
+from pidmap.model import HostView, Node, ProbeResult, ProcessTable
+from pidmap.procfs import parse_scan
+from pidmap.sources.kube import pod_from_api
+from tests.unit.recorded import host_processes, load
+
+DOC = load("sandbox_kind_shared_pid.json")
+NODE_PID = DOC["truth"]["node_host_pid"]
+
+
+def _pod() -> Any:
+    raw = ApiClient()._ApiClient__deserialize(DOC["pod"], "V1Pod")  # type: ignore[attr-defined]
+    return pod_from_api(raw)
+
+
+def _expected() -> dict[str, set[tuple[int, int, int]]]:
+    out: dict[str, set[tuple[int, int, int]]] = {}
+    for status in DOC["pod"]["status"]["containerStatuses"]:
+        cid = status["containerID"].split("://")[1]
+        out[status["name"]] = {
+            (chain[2], chain[1], chain[0]) for pid, chain in DOC["truth"]["nspid"].items()
+            if len(chain) == 3 and f"cri-containerd-{cid}.scope" in DOC["host_proc"][pid]["cgroup"]
+        }
+    return out
+
+
+def _probes() -> dict[str, ProbeResult]:
+    return {name: ProbeResult(container=name, table=parse_scan(text)) for name, text in DOC["probes"].items()}
+
+
+def _rows(result: Any) -> dict[str, set[tuple[int | None, int | None, int | None]]]:
+    return {c.container.name: {(p.container_pid, p.node_pid, p.host_pid) for p in c.processes}
+            for c in result.containers}
+
+
+def test_pod_from_api() -> None:
+    pod = _pod()
+    assert pod.share_process_namespace and pod.phase == "Running"
+    assert [c.name for c in pod.containers] == ["web", "shell"]
+    assert all(c.runtime == "containerd" and c.state == "running" and len(c.container_id or "") == 64
+               for c in pod.containers)
+
+
+def test_local_view_as_root_and_not_root() -> None:
+    pod = _pod()
+    node = Node(name=pod.node_name or "", provider="kind", container_id="x", host_pid=NODE_PID)
+    depth = len(DOC["truth"]["nspid"][str(NODE_PID)]) - 1
+    expected = _expected()
+    assert all(expected.values())
+    for with_ns in (True, False):
+        table = ProcessTable(processes=tuple(host_processes(DOC, with_ns=with_ns)))
+        view = HostView(table=table, via="local", node_level=depth, host_level=0)
+        result = correlate(pod, node, _probes(), view)
+        assert _rows(result) == expected
+        assert not any("gone" in n or "new" in n for n in result.notes)
+        assert all(not c.notes for c in result.containers), [c.notes for c in result.containers]
+
+
+def test_docker_view() -> None:
+    pod = _pod()
+    view = HostView(table=parse_scan(DOC["node_scan_full"]), via="docker", node_level=0, host_level=None)
+    result = correlate(pod, None, _probes(), view)
+    assert _rows(result) == {name: {(c, n, None) for c, n, _ in rows} for name, rows in _expected().items()}
