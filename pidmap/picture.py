@@ -164,12 +164,13 @@ def render_dot(maps: Sequence[PodMap]) -> str:
 
 # ------------------------------------------------------------------------------------------- mermaid
 
-_MERMAID_UNSAFE = re.compile(r'["<>#`]')
+_MERMAID_UNSAFE = re.compile(r'["<>#`;]')
 
 
 def _mermaid_text(text: str) -> str:
     # Inside "..." a label may hold brackets, but not a double quote; '<' would start HTML and '#'
-    # an entity: write those as Mermaid entities (#quot; #lt; #gt; or a numeric one).
+    # an entity, and ';' ends a statement in some versions: write them as Mermaid entities (#quot;
+    # #lt; #gt; or a numeric one such as #59;).
     names = {'"': "#quot;", "<": "#lt;", ">": "#gt;"}
     return _MERMAID_UNSAFE.sub(lambda m: names.get(m.group(0), f"#{ord(m.group(0))};"), text)
 

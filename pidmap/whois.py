@@ -16,7 +16,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +23,11 @@ from typing import Any, Literal
 
 from pidmap.errors import DockerError, NotFoundError, UsageError
 from pidmap.model import Container, Node, Options, Pod, ProcessTable, RawProcess
+from pidmap.procfs import cgroup_pod_uid
 
 Level = Literal["host", "node"]
 Kind = Literal["container", "pod-sandbox", "node", "other-container", "host"]
 
-# kubelet's cgroup names carry the pod UID: cgroupfs ``pod<uid>``,
-# systemd ``-pod<uid_with_underscores>.slice``.
-_POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
 # ioctl(2) on an nsfs fd: _IO(0xb7, 0x2), linux/nsfs.h. Fails with EPERM at the reader's own root.
 NS_GET_PARENT = 0xB702
 
@@ -65,12 +62,6 @@ class Answer:
     container: Container | None = None
     matched_by: str | None = None
     pid_namespace: int | None = None
-
-
-def cgroup_pod_uid(cgroup_text: str) -> str | None:
-    """The pod UID in a kubelet cgroup path (either driver), dashes restored."""
-    match = _POD_UID.search(cgroup_text)
-    return match.group(1).replace("_", "-") if match else None
 
 
 def node_of(subject: Subject, nodes: Sequence[NodeInfo]) -> NodeInfo | None:
@@ -111,6 +102,14 @@ def identify(subject: Subject, nodes: Sequence[NodeInfo], pods: Sequence[Pod],
     base: dict[str, Any] = {"host_pid": proc.pid, "nspid": proc.nspid, "command": proc.cmdline,
                             "pid_namespace": proc.pid_ns}
     if info is None:
+        outside = next((i.node for i in nodes if i.node.container_id in subject.cgroup_text), None)
+        if outside is not None:
+            # nsenter / docker exec: joined the node's cgroup but kept the host's PID namespace.
+            return Answer(kind="node", node_pid=None, container_pid=None, node=outside,
+                          matched_by="node container ID in the cgroup path",
+                          summary=(f"host PID {proc.pid} is in the cgroup of node container {outside.name} "
+                                   "but not in its PID namespace (a process that entered the node, such as "
+                                   "nsenter): no pod owns it"), **base)
         if proc.cgroup_id:
             return Answer(kind="other-container", node_pid=None, container_pid=None,
                           summary=(f"host PID {proc.pid} is in Docker container {proc.cgroup_id[:12]}, "
@@ -150,7 +149,14 @@ def identify(subject: Subject, nodes: Sequence[NodeInfo], pods: Sequence[Pod],
                                + shared), **base)
     uid = cgroup_pod_uid(subject.cgroup_text)
     pod_by_uid = next((p for p in pods if uid and p.uid == uid), None)
+    if pod_by_uid is not None and proc.cgroup_id is None:
+        return Answer(kind="node", node_pid=node_pid, container_pid=container_pid, pod=pod_by_uid,
+                      matched_by="pod UID in the cgroup path",
+                      summary=(f"host PID {proc.pid} is in the cgroup of pod {pod_by_uid.namespace}/"
+                               f"{pod_by_uid.name} on node {node.name} but in none of its containers' "
+                               "(a runtime helper of the pod): no container owns it"), **base)
     if pod_by_uid is not None:
+        # The leaf id is no container's: it is the pod sandbox's, whose only process is pause.
         return Answer(kind="pod-sandbox", node_pid=node_pid, container_pid=container_pid, pod=pod_by_uid,
                       matched_by="pod UID in the cgroup path",
                       summary=(f"host PID {proc.pid} is the pod sandbox (pause process) of pod "
