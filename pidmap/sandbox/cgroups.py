@@ -95,7 +95,7 @@ def create(hierarchies: list[Hierarchy], relative: str) -> list[Path]:
         current = hierarchy.mount / hierarchy.node_path.lstrip("/")
         for part in relative.split("/"):
             child = current / part
-            child.mkdir(exist_ok=True)
+            child.mkdir(parents=True, exist_ok=True)
             if hierarchy.cpuset:
                 _copy_cpuset(current, child)
             current = child

@@ -157,6 +157,7 @@ class ContainerRun:
     container_id: str = ""
     main_pid: int = 0  # host PID of the container's first process
     running: bool = False
+    env: tuple[str, ...] = ()  # NAME=value as the container was started with; exec gets the same
 
 
 @dataclass
@@ -370,9 +371,10 @@ class Kubelet:
         if not (PROC / str(state.main_pid)).exists():
             raise ContainerNotRunning(f"container {container} is not running")
         procs = [str(p) for p in self._procs_files(run, self._container_cgroup(run, state.container_id))]
+        # env -i: an exec'd process gets the container's environment, not the API server's.
         return ["sh", "-c", CGROUP_WRAPPER, "pidmap-cgroup", *procs, "--",
                 "nsenter", "--target", str(state.main_pid), "--pid", "--mount", "--uts", "--ipc", "--net",
-                "--root", "--wd", "--", *command]
+                "--root", "--wd", "--", "/bin/env", "-i", *state.env, *command]
 
     async def close(self) -> None:
         tasks = [run.task for run in self._pods.values() if run.task]
@@ -605,10 +607,15 @@ class Kubelet:
             await asyncio.sleep(0.02)
         raise NodeLost(run.node.name)
 
-    def _container_command(self, run: PodRun, container: dict[str, Any], image: Image) -> list[str]:
+    @staticmethod
+    def _environment(run: PodRun, container: dict[str, Any]) -> list[str]:
         env = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={run.name}", "HOME=/root"]
         for variable in container.get("env", []) or []:
             env.append(f"{variable['name']}={variable.get('value', '')}")
+        return env
+
+    def _container_command(self, run: PodRun, container: dict[str, Any], image: Image) -> list[str]:
+        env = self._environment(run, container)
         return ["/bin/sh", "-c", CONTAINER_SETUP, "pidmap-setup", *self._mounts(run, container), "--",
                 container.get("workingDir") or "/", "/bin/env", "-i", *env, *container_argv(container, image)]
 
@@ -644,6 +651,7 @@ class Kubelet:
         started_at = now()
         process = await self._spawn(argv, log_file)
         state.container_id = container_id
+        state.env = tuple(self._environment(run, container))
         state.main_pid = await _descendant(process.pid, depth)
         state.running = bool(state.main_pid)
         await asyncio.to_thread(self._move_helpers_out, run, _chain(process.pid, depth - 1))

@@ -1,0 +1,218 @@
+"""The kubelet stand-in driven directly (no API server): pod dicts in, real processes out.
+
+One node container of our own; every claim of the pod status is checked against the kernel
+(/proc, cgroupfs) or against what the container itself prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pidmap.sandbox import cluster, image, layout
+from pidmap.sandbox.contracts import ContainerNotFound, ContainerNotRunning
+from pidmap.sandbox.kubelet import Kubelet, normalize_image, pod_phase
+from pidmap.sandbox.layout import ClusterSpec, NodeSpec, StatePaths
+from tests.conftest import docker_answers
+
+pytestmark = [pytest.mark.docker, pytest.mark.root]
+
+PROC = Path("/proc")
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    if not docker_answers():
+        pytest.fail("no Docker engine answers: run scripts/install-docker.sh")
+    import docker
+
+    client = docker.from_env()
+    image.ensure_image(client)
+    name = f"pa-kubelet-{os.getpid()}"
+    client.containers.run(layout.NODE_IMAGE, ["/init"], name=name, hostname=name, detach=True,
+                          labels={layout.OWNER_LABEL: name}, **cluster.NODE_OPTIONS)
+    try:
+        yield name, tmp_path_factory.mktemp("kubelet-state")
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+def make_pod(name: str, node: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "uid": str(uuid.uuid4())},
+            "spec": {"nodeName": node, "containers": containers, **spec}, "status": {}}
+
+
+def run_with_kubelet(node: tuple[str, Path], flavor: str,
+                     body: Callable[[Kubelet, list[int]], Awaitable[None]]) -> None:
+    name, state = node
+    spec = ClusterSpec(name=name, flavor=flavor, nodes=(NodeSpec(name, "control-plane"),))  # type: ignore[arg-type]
+
+    async def main() -> None:
+        kubelet = Kubelet(spec, StatePaths(state / flavor))
+        changes: list[int] = []
+        try:
+            await body(kubelet, changes)
+        finally:
+            await kubelet.close()
+
+    asyncio.run(main())
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def status_of(pod: dict[str, Any], container: str, key: str = "containerStatuses") -> dict[str, Any]:
+    found = [s for s in pod["status"].get(key) or [] if s["name"] == container]
+    return found[0] if found else {"state": {}, "restartCount": 0}
+
+
+def host_pids_with(fragment: str) -> list[int]:
+    pids = []
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            try:
+                if fragment in (entry / "cgroup").read_text():
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def run_exec(kubelet: Kubelet, pod: dict[str, Any], container: str, command: list[str]) -> str:
+    return subprocess.run(kubelet.exec_argv(pod, container, command), capture_output=True, text=True,
+                          check=True, timeout=20).stdout
+
+
+def test_normalize_image_names() -> None:
+    assert normalize_image("busybox") == ("library/busybox", "docker.io/library/busybox:latest")
+    assert normalize_image("busybox:1.36") == ("library/busybox", "docker.io/library/busybox:1.36")
+    assert normalize_image("docker.io/luksa/kubia") == ("luksa/kubia", "docker.io/luksa/kubia:latest")
+    assert normalize_image("registry.invalid/x/y:1")[0] == "registry.invalid/x/y"
+
+
+def test_phase_rules() -> None:
+    def pod(policy: str, *states: dict[str, Any]) -> dict[str, Any]:
+        return {"spec": {"restartPolicy": policy},
+                "status": {"containerStatuses": [{"state": s, "lastState": {}} for s in states]}}
+
+    ok: dict[str, Any] = {"terminated": {"exitCode": 0}}
+    bad: dict[str, Any] = {"terminated": {"exitCode": 1}}
+    running: dict[str, Any] = {"running": {}}
+    assert pod_phase(pod("Never", ok, ok)) == "Succeeded"
+    assert pod_phase(pod("Never", ok, bad)) == "Failed"
+    assert pod_phase(pod("Never", running, bad)) == "Running"
+    assert pod_phase(pod("Always", ok)) == "Running"
+    assert pod_phase(pod("OnFailure", bad)) == "Running"
+    assert pod_phase(pod("Always", {"waiting": {"reason": "ContainerCreating"}})) == "Pending"
+
+
+def test_kind_cgroup_path_env_args_and_exec(node: tuple[str, Path]) -> None:
+    async def body(kubelet: Kubelet, changes: list[int]) -> None:
+        pod = make_pod("pa-env", node[0], [{
+            "name": "main", "image": "busybox:1.36", "command": ["sh"],
+            "args": ["-c", 'echo "$GREETING"; exec sleep 3600'],
+            "env": [{"name": "GREETING", "value": "hello $(not expanded) `either`"}],
+        }])
+        await kubelet.start_pod(pod, lambda: changes.append(1))
+        await until(lambda: "running" in status_of(pod, "main")["state"], what="running")
+        assert changes, "on_change was never called"
+        cid = status_of(pod, "main")["containerID"].removeprefix("containerd://")
+        pids = host_pids_with(cid)
+        assert len(pids) == 1
+        cgroup = (PROC / str(pids[0]) / "cgroup").read_text()
+        uid = pod["metadata"]["uid"].replace("-", "_")
+        assert re.search(rf"/kubelet\.slice/kubelet-kubepods\.slice/kubelet-kubepods-besteffort\.slice/"
+                         rf"kubelet-kubepods-besteffort-pod{uid}\.slice/cri-containerd-{cid}\.scope$",
+                         cgroup, re.MULTILINE), cgroup
+        # command replaces the (empty) entrypoint, args the cmd; the shell then execs sleep as PID 1.
+        assert (PROC / str(pids[0]) / "cmdline").read_bytes() == b"sleep\x003600\x00"
+        log = kubelet.log_path(pod, "main")
+        assert log is not None and log.read_text() == "hello $(not expanded) `either`\n"
+        env = run_exec(kubelet, pod, "main", ["env"])
+        assert "GREETING=hello $(not expanded) `either`" in env.splitlines()
+        # exec lands in the container's PID namespace and cgroup.
+        ps = run_exec(kubelet, pod, "main", ["sh", "-c", "cat /proc/self/cgroup; ps"])
+        assert cid in ps and re.search(r"^\s*1\s+\S+\s+sleep 3600$", ps, re.MULTILINE), ps
+        with pytest.raises(ContainerNotFound):
+            kubelet.exec_argv(pod, "nope", ["true"])
+        await kubelet.delete_pod(pod)
+        with pytest.raises(ContainerNotRunning):
+            kubelet.exec_argv(pod, "main", ["true"])
+        assert not host_pids_with(cid)
+        assert not host_pids_with(uid)
+
+    run_with_kubelet(node, "kind", body)
+
+
+def test_crash_loop_backs_off_and_counts_restarts(node: tuple[str, Path]) -> None:
+    async def body(kubelet: Kubelet, changes: list[int]) -> None:
+        crashing = {"name": "c", "image": "busybox", "command": ["sh", "-c", "exit 2"]}
+        pod = make_pod("pa-crash", node[0], [crashing], restartPolicy="OnFailure")
+        await kubelet.start_pod(pod, lambda: None)
+        seen: set[str] = set()
+
+        def backing_off() -> bool:
+            seen.add(status_of(pod, "c")["state"].get("waiting", {}).get("reason", ""))
+            return int(status_of(pod, "c")["restartCount"]) >= 3
+        await until(backing_off, what="three restarts")
+        status = status_of(pod, "c")
+        assert "CrashLoopBackOff" in seen
+        assert status["lastState"]["terminated"]["exitCode"] == 2
+        assert pod["status"]["phase"] == "Running"
+        await kubelet.delete_pod(pod)
+
+    run_with_kubelet(node, "minikube", body)
+
+
+def test_failing_init_container_with_never_fails_the_pod(node: tuple[str, Path]) -> None:
+    async def body(kubelet: Kubelet, changes: list[int]) -> None:
+        pod = make_pod("pa-init", node[0], [{"name": "app", "image": "busybox", "command": ["sleep", "60"]}],
+                       restartPolicy="Never",
+                       initContainers=[{"name": "one", "image": "busybox", "command": ["true"]},
+                                       {"name": "two", "image": "busybox",
+                                        "command": ["sh", "-c", "exit 5"]}])
+        await kubelet.start_pod(pod, lambda: None)
+        await until(lambda: pod["status"].get("phase") == "Failed", what="Failed")
+        assert status_of(pod, "one", "initContainerStatuses")["state"]["terminated"]["reason"] == "Completed"
+        assert status_of(pod, "two", "initContainerStatuses")["state"]["terminated"]["exitCode"] == 5
+        assert status_of(pod, "app")["state"]["waiting"]["reason"] == "PodInitializing"
+        assert "containerID" not in status_of(pod, "app")
+        await kubelet.delete_pod(pod)
+
+    run_with_kubelet(node, "minikube", body)
+
+
+def test_unavailable_image_reports_err_image_pull(node: tuple[str, Path]) -> None:
+    async def body(kubelet: Kubelet, changes: list[int]) -> None:
+        pod = make_pod("pa-pull", node[0], [{"name": "x", "image": "nginx:1.25"}])
+        reasons: list[tuple[str, str]] = []
+
+        def record() -> None:
+            waiting = status_of(pod, "x")["state"].get("waiting", {})
+            reasons.append((waiting.get("reason", ""), waiting.get("message", "")))
+        await kubelet.start_pod(pod, record)
+        await until(lambda: any(r == "ImagePullBackOff" for r, _ in reasons), what="ImagePullBackOff")
+        pull = next(m for r, m in reasons if r == "ErrImagePull")
+        assert pull == ('Failed to pull image "nginx:1.25": the sandbox runs only busybox and '
+                        "luksa/kubia (offline)")
+        assert pod["status"]["phase"] == "Pending"
+        await kubelet.delete_pod(pod)
+
+    run_with_kubelet(node, "minikube", body)
