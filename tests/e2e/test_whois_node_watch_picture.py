@@ -1,0 +1,338 @@
+"""whois, node, watch and pictures on the sandbox, checked against the host's /proc, docker inspect,
+kubectl and the stand-in API server's request log — never against pidmap's own output alone.
+
+Run with PIDMAP_TEST_SANDBOX=pd-test (the session fixture brings the sandbox up and down).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pidmap.errors import ExitStatus
+from tests.conftest import ROOT, Sandbox
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.root, pytest.mark.docker]
+
+RUNNING = [
+    "kubia-manual.yaml",
+    "sidecar.yaml",
+    "adapter.yaml",
+    "ambassador.yaml",
+    "init-container.yaml",
+    "shared-pid.yaml",
+]
+MERMAID = ROOT / ".cache" / "mermaid"
+
+
+@pytest.fixture(scope="module")
+def pods(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
+    found = {}
+    for example in RUNNING:
+        pod = sandbox.apply_example(example)
+        found[pod["metadata"]["name"]] = pod
+    # Statuses as kubectl reports them once every container runs.
+    return {name: sandbox.wait_phase(name, {"Running"}) for name in found}
+
+
+def _container_ids(pod: dict[str, Any]) -> dict[str, str]:
+    statuses = pod["status"].get("containerStatuses", []) + pod["status"].get("initContainerStatuses", [])
+    return {s["containerID"].split("://", 1)[1]: s["name"] for s in statuses if s.get("containerID")}
+
+
+def _host_processes_of(container_ids: dict[str, str]) -> dict[int, str]:
+    """host PID → container name, for every process whose cgroup leaf is one of the IDs."""
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cgroup = (entry / "cgroup").read_text()
+        except OSError:
+            continue
+        for cid, name in container_ids.items():
+            if re.search(rf"/{cid}(\.scope)?$", cgroup, re.M) or f"-{cid}.scope" in cgroup:
+                found[int(entry.name)] = name
+    return found
+
+
+def _nspid(pid: int) -> list[int]:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return [int(x) for x in line.split()[1:]]
+    raise AssertionError(pid)
+
+
+def _whois(box: Sandbox, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return box.pidmap("whois", *args, check=check)
+
+
+def test_whois_names_pod_and_container_of_every_pod_process(
+    sandbox: Sandbox, pods: dict[str, dict[str, Any]]
+) -> None:
+    checked = 0
+    for name, pod in pods.items():
+        truth = _host_processes_of(_container_ids(pod))
+        assert truth, f"no host process carries a container ID of {name}"
+        for host_pid, container in truth.items():
+            result = _whois(sandbox, str(host_pid), "-o", "json", check=False)
+            if result.returncode == ExitStatus.NOT_FOUND and not Path(f"/proc/{host_pid}").exists():
+                continue  # a short-lived child (sleep 1) exited in between
+            assert result.returncode == 0, result.stderr
+            doc = json.loads(result.stdout)
+            assert (doc["kind"], doc["namespace"], doc["pod"], doc["container"]) == (
+                "container",
+                "default",
+                name,
+                container,
+            ), doc
+            assert doc["node"] == pod["spec"]["nodeName"]
+            chain = _nspid(host_pid)
+            assert doc["nspid"] == chain and doc["container_pid"] == chain[-1] and doc["node_pid"] == chain[1]
+            checked += 1
+    assert checked >= len(pods)
+
+
+def test_whois_node_level_pid(sandbox: Sandbox, pods: dict[str, dict[str, Any]]) -> None:
+    pod = pods["kubia-manual"]
+    host_pid, container = next(iter(_host_processes_of(_container_ids(pod)).items()))
+    node_pid = _nspid(host_pid)[1]
+    node = pod["spec"]["nodeName"]
+    doc = json.loads(_whois(sandbox, str(node_pid), "--level", "node", "--node", node, "-o", "json").stdout)
+    assert (doc["pod"], doc["container"], doc["host_pid"]) == ("kubia-manual", container, host_pid)
+    # docker exec NODE sees the same process under that PID.
+    ps = (
+        subprocess.run(
+            ["docker", "exec", node, "cat", f"/proc/{node_pid}/cmdline"], capture_output=True, check=True
+        )
+        .stdout.replace(b"\0", b" ")
+        .decode()
+        .strip()
+    )
+    assert ps == doc["command"]
+
+
+def test_whois_plain_answers_for_node_init_host_process_and_pause(
+    sandbox: Sandbox, pods: dict[str, dict[str, Any]]
+) -> None:
+    node = pods["sidecar"]["spec"]["nodeName"]
+    init = int(
+        subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.Pid}}", node], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    doc = json.loads(_whois(sandbox, str(init), "-o", "json").stdout)
+    assert (doc["kind"], doc["node"], doc["node_pid"], doc["pod"]) == ("node", node, 1, None)
+    doc = json.loads(_whois(sandbox, str(os.getpid()), "-o", "json").stdout)
+    assert (doc["kind"], doc["node"], doc["pod"]) == ("host", None, None)
+    uid = pods["sidecar"]["metadata"]["uid"]
+    pause = [
+        int(p)
+        for p in subprocess.run(["pgrep", "-x", "pause"], capture_output=True, text=True).stdout.split()
+        if f"pod{uid}" in Path(f"/proc/{p}/cgroup").read_text()
+    ]
+    assert len(pause) == 1
+    doc = json.loads(_whois(sandbox, str(pause[0]), "-o", "json").stdout)
+    assert (doc["kind"], doc["pod"], doc["container"]) == ("pod-sandbox", "sidecar", None)
+
+
+def test_whois_unknown_pid_is_one_line_error(sandbox: Sandbox) -> None:
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    result = _whois(sandbox, str(pid_max + 1), check=False)
+    assert result.returncode == ExitStatus.NOT_FOUND
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == f"error: no process with PID {pid_max + 1} on this host" and lines[1].startswith(
+        "hint: "
+    )
+    assert "Traceback" not in result.stderr
+
+
+def _exec_count(box: Sandbox) -> int:
+    log = (box.state_dir / "apiserver.log").read_text()
+    return len(re.findall(r" GET /api/v1/namespaces/[^ ]+/pods/[^ /]+/exec\?", log))
+
+
+def _rows(doc: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
+    return {
+        c["name"]: {
+            (p["container_pid"], p["node_pid"], p["host_pid"], p["ppid"], p["command"])
+            for p in c["processes"]
+            if not p["command"].startswith("sleep")
+        }
+        for c in doc["containers"]
+    }
+
+
+def test_node_equals_show_pod_by_pod_without_exec(sandbox: Sandbox, pods: dict[str, dict[str, Any]]) -> None:
+    node = pods["sidecar"]["spec"]["nodeName"]
+    expected = {name for name, pod in pods.items() if pod["spec"]["nodeName"] == node}
+    before = _exec_count(sandbox)
+    docs = json.loads(sandbox.pidmap("node", node, "-o", "json").stdout)
+    assert _exec_count(sandbox) == before, "pidmap node made exec calls"
+    by_name = {d["pod"]: d for d in docs}
+    assert expected <= set(by_name)
+    on_node = json.loads(
+        sandbox.kubectl("get", "pods", "-A", "--field-selector", f"spec.nodeName={node}", "-o", "json").stdout
+    )
+    assert set(by_name) == {p["metadata"]["name"] for p in on_node["items"]}
+    for name in expected:
+        shown = json.loads(sandbox.pidmap("show", name, "-o", "json").stdout)
+        # Short-lived `sleep` children of the example loops differ between two runs: left out.
+        assert _rows(by_name[name]) == _rows(shown), name
+        assert by_name[name]["node"] == shown["node"]
+
+
+def test_show_all_namespaces_maps_every_pod_without_exec(
+    sandbox: Sandbox, pods: dict[str, dict[str, Any]]
+) -> None:
+    truth = {name: _host_processes_of(_container_ids(pod)) for name, pod in pods.items()}
+    before = _exec_count(sandbox)
+    docs = json.loads(sandbox.pidmap("show", "--all", "-A", "-o", "json").stdout)
+    assert _exec_count(sandbox) == before
+    listed = json.loads(sandbox.kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]
+    assert sorted(d["pod"] for d in docs) == sorted(p["metadata"]["name"] for p in listed)
+    for doc in docs:
+        if doc["pod"] not in truth:
+            continue
+        mapped = {p["host_pid"]: c["name"] for c in doc["containers"] for p in c["processes"]}
+        # Alive before and after the run: it existed during the scan and must be mapped, rightly.
+        lasting = {pid: name for pid, name in truth[doc["pod"]].items() if Path(f"/proc/{pid}").exists()}
+        assert lasting and all(mapped.get(pid) == name for pid, name in lasting.items()), doc["pod"]
+
+
+def _watch(box: Sandbox, pod: str, count: int, interval: float = 1.0) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pidmap",
+            "watch",
+            pod,
+            "-o",
+            "json",
+            "--interval",
+            str(interval),
+            "--count",
+            str(count),
+        ],
+        env=box.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _first_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line, proc.stderr.read() if proc.stderr else ""
+    doc: dict[str, Any] = json.loads(line)
+    return doc
+
+
+def _rest(proc: subprocess.Popen[str]) -> list[dict[str, Any]]:
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_watch_sees_a_new_process(sandbox: Sandbox, pods: dict[str, dict[str, Any]]) -> None:
+    proc = _watch(sandbox, "kubia-manual", count=4)
+    assert _first_line(proc)["event"] == "initial"
+    sleeper = subprocess.Popen(
+        ["kubectl", "exec", "kubia-manual", "--", "sleep", "30"],
+        env=sandbox.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        events = _rest(proc)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    appeared = [c for e in events for c in e["changes"] if c["kind"] == "appeared"]
+    assert any(c["command"] == "sleep 30" for c in appeared), events
+    host_pid = next(c["host_pid"] for c in appeared if c["command"] == "sleep 30")
+    assert _nspid(host_pid)[-1] == next(c["container_pid"] for c in appeared if c["command"] == "sleep 30")
+
+
+def test_watch_sees_a_container_restart(sandbox: Sandbox, pods: dict[str, dict[str, Any]]) -> None:
+    pod = sandbox.pod("sidecar")
+    assert pod["spec"].get("restartPolicy", "Always") == "Always"
+    truth = _host_processes_of(_container_ids(pod))
+    pid1 = next(pid for pid, name in truth.items() if name == "log-tailer" and _nspid(pid)[-1] == 1)
+    proc = _watch(sandbox, "sidecar", count=5)
+    _first_line(proc)
+    os.kill(pid1, 9)
+    events = _rest(proc)
+    restarted = [c for e in events for c in e["changes"] if c["kind"] == "restarted"]
+    assert [c["container"] for c in restarted][:1] == ["log-tailer"], events
+    after = sandbox.pod("sidecar")
+    tailer = next(s for s in after["status"]["containerStatuses"] if s["name"] == "log-tailer")
+    assert tailer["restartCount"] >= 1
+
+
+def test_watch_sees_a_deleted_pod(sandbox: Sandbox, pods: dict[str, dict[str, Any]]) -> None:
+    proc = _watch(sandbox, "ambassador", count=5)
+    _first_line(proc)
+    sandbox.kubectl("delete", "pod", "ambassador", "--wait=false")
+    events = _rest(proc)
+    assert any(e["event"] == "deleted" for e in events), events
+    sandbox.apply_example("ambassador.yaml")  # for later tests
+
+
+def test_watch_table_to_a_pipe_then_ctrl_c_exits_zero(
+    sandbox: Sandbox, pods: dict[str, dict[str, Any]]
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pidmap", "watch", "kubia-manual", "--interval", "0.5"],
+        env=sandbox.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("Every 0.5s: pidmap watch default/kubia-manual")
+    time.sleep(1.5)
+    proc.send_signal(2)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+
+
+def test_pictures_of_the_sidecar_pod(sandbox: Sandbox, pods: dict[str, dict[str, Any]]) -> None:
+    doc = json.loads(sandbox.pidmap("show", "sidecar", "-o", "json").stdout)
+    tree = sandbox.pidmap("show", "sidecar", "-o", "tree").stdout
+    assert tree.splitlines()[0] == "host"
+    assert f"node {doc['node']['name']} " in tree and "pod default/sidecar (Running" in tree
+    for container in doc["containers"]:
+        assert f"container {container['name']} (" in tree
+        pid1 = next(p for p in container["processes"] if p["container_pid"] == 1)
+        assert _nspid(pid1["host_pid"])[-1] == 1
+        assert f"PID 1 · node {pid1['node_pid']} · host {pid1['host_pid']}" in tree
+    dot = sandbox.pidmap("show", "sidecar", "-o", "dot").stdout
+    assert shutil.which("dot"), "graphviz (dot) is missing: scripts/setup.sh installs it"
+    svg = subprocess.run(["dot", "-Tsvg"], input=dot, capture_output=True, text=True, check=True).stdout
+    assert "<svg" in svg and "log-tailer" in svg
+    mermaid = sandbox.pidmap("show", "sidecar", "-o", "mermaid").stdout
+    assert mermaid.startswith("flowchart TB")
+    if (MERMAID / "node_modules" / "mermaid").is_dir() and shutil.which("node"):
+        check = subprocess.run(
+            ["node", "--input-type=module", "-e", (ROOT / "tests" / "e2e" / "mermaid_check.mjs").read_text()],
+            input=mermaid,
+            capture_output=True,
+            text=True,
+            cwd=MERMAID,
+            check=False,
+        )
+        assert check.returncode == 0 and check.stdout.strip() == "ok", check.stdout + check.stderr
