@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from pidmap.correlate import correlate
@@ -42,7 +43,12 @@ def collect_pod(target: Target, options: Options) -> PodMap:
     host: HostView | None = None
     if running:
         host = _host_view(client, node, options)
-        notes.extend(_restarts(cluster, target, pod))
+        restarted, restart_notes = _restarts(cluster, target, pod)
+        notes.extend(restart_notes)
+        for name in restarted:
+            if name in probes and probes[name].table is None:
+                # The exec failed because the container went away under it: that is the news.
+                probes[name] = replace(probes[name], no_shell=False)
     result = correlate(pod, node, probes, host, only_container=target.container, notes=tuple(notes))
     for cmap in result.containers:
         probe = probes.get(cmap.container.name)
@@ -102,12 +108,14 @@ def _host_view(client: Any, node: Node | None, options: Options) -> HostView | N
     return HostView(table=table, via="local", node_level=len(node_init.nspid) - 1, host_level=0)
 
 
-def _restarts(cluster: kube.Cluster, target: Target, before: Pod) -> list[str]:
+def _restarts(cluster: kube.Cluster, target: Target, before: Pod) -> tuple[set[str], list[str]]:
+    """Containers that restarted or stopped while pidmap collected, and notes saying so."""
     try:
         after = cluster.get_pod(target)
     except PidmapError as err:
-        return [f"the pod could not be read again after collecting: {err.message}"]
+        return set(), [f"the pod could not be read again after collecting: {err.message}"]
     notes = []
+    restarted: set[str] = set()
     if after.phase != before.phase:
         notes.append(f"the pod went from {before.phase} to {after.phase} while pidmap collected; rerun")
     for old in before.containers:
@@ -115,6 +123,11 @@ def _restarts(cluster: kube.Cluster, target: Target, before: Pod) -> list[str]:
         if new is None:
             continue
         if new.restart_count != old.restart_count or new.container_id != old.container_id:
+            restarted.add(old.name)
             notes.append(f"{old.name}: restarted while pidmap collected (restarts {old.restart_count} → "
                          f"{new.restart_count}); its rows may mix the old and the new container — rerun")
-    return notes
+        elif old.state == "running" and new.state != "running":
+            restarted.add(old.name)
+            notes.append(f"{old.name}: stopped while pidmap collected (now {new.state}"
+                         + (f", {new.reason}" if new.reason else "") + ")")
+    return restarted, notes

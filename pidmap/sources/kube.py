@@ -134,8 +134,10 @@ def _probe_result(container: str, stdout: str, stderr: str, status_text: str) ->
         except ScanFormatError as err:
             return ProbeResult(container=container, table=None, error=f"unreadable probe output: {err}")
     text = f"{message or ''} {stderr}".lower()
-    if exit_code in (126, 127) or "executable file not found" in text or "no such file" in text \
-            or ("not found" in text and "sh" in text):
+    # Only the runtime's own words mean "no shell": a bare 126/127 or "no such file" also comes
+    # from a container that exited while the exec was being set up.
+    if "executable file not found" in text or re.search(r'exec: "?sh"?: (no such file|not found)', text) \
+            or (exit_code == 127 and not stdout and re.search(r"\bsh: (not found|no such file)", text)):
         return ProbeResult(container=container, table=None, no_shell=True,
                            error="the container has no shell (sh) to run the probe")
     if "not running" in text or "container not found" in text:
