@@ -124,8 +124,11 @@ def _restarts(cluster: kube.Cluster, target: Target, before: Pod) -> tuple[set[s
             continue
         if new.restart_count != old.restart_count or new.container_id != old.container_id:
             restarted.add(old.name)
-            notes.append(f"{old.name}: restarted while pidmap collected (restarts {old.restart_count} → "
-                         f"{new.restart_count}); its rows may mix the old and the new container — rerun")
+            change = (f"restarts {old.restart_count} → {new.restart_count}"
+                      if new.restart_count != old.restart_count else
+                      f"container {(old.container_id or '-')[:12]} → {(new.container_id or '-')[:12]}")
+            notes.append(f"{old.name}: restarted while pidmap collected ({change}); "
+                         "its rows may mix the old and the new container — rerun")
         elif old.state == "running" and new.state != "running":
             restarted.add(old.name)
             notes.append(f"{old.name}: stopped while pidmap collected (now {new.state}"
