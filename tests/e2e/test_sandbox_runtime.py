@@ -282,6 +282,28 @@ def test_private_sandbox_is_named_and_labelled_like_kind(private: Sandbox) -> No
     assert f"kind-{private.name}" in contexts
 
 
+def test_second_up_is_refused(private: Sandbox) -> None:
+    result = private.pidmap("sandbox", "up", "--name", private.name, "--flavor", "kind", check=False)
+    assert result.returncode == 10, result.stderr
+    error, hint = result.stderr.splitlines()
+    assert error == f"error: sandbox {private.name} is already up (or was not fully torn down)"
+    assert hint == f"hint: pidmap sandbox down --name {private.name}"
+
+
+def test_status_lists_nodes_and_pods(private: Sandbox) -> None:
+    private.kubectl("run", "pa-status", "--image=busybox", "--", "sleep", "3600")
+    private.wait_phase("pa-status", {"Running"})
+    out = private.pidmap("sandbox", "status", "--name", private.name).stdout
+    ids = {n["name"]: n["container_id"][:12] for n in
+           json.loads((private.state_dir / "cluster.json").read_text())["nodes"]}
+    for node, short_id in ids.items():
+        docker_state = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}}", node],
+                                      capture_output=True, text=True, check=True).stdout.strip()
+        assert re.search(rf"^{re.escape(node)}\s+\S+\s+{docker_state}\s+{short_id}$", out, re.MULTILINE), out
+    assert re.search(r"^default\s+pa-status\s+Running\s+\S+$", out, re.MULTILINE), out
+    private.kubectl("delete", "pod", "pa-status")
+
+
 def test_stopped_node_makes_its_pods_unknown(private: Sandbox) -> None:
     worker = f"{private.name}-worker"
     manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pa-lost"},
