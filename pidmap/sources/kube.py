@@ -110,7 +110,8 @@ class Cluster:
                     still_open = resp.is_open()
                     stdout = resp.read_stdout(timeout=0) if resp.peek_stdout() else ""
                     stderr = resp.read_stderr(timeout=0) if resp.peek_stderr() else ""
-                    status_text = resp.read_channel(3)
+                    status_text = resp.peek_channel(3)
+                    returncode = _returncode(resp)
                 finally:
                     resp.close()
         except ApiException as err:
@@ -120,14 +121,25 @@ class Cluster:
         if still_open:
             return ProbeResult(container=container, table=None,
                                error=f"the probe did not finish within {self.options.exec_timeout:g}s")
-        return _probe_result(container, stdout, stderr, status_text)
+        return _probe_result(container, stdout, stderr, status_text, returncode)
 
 
-def _probe_result(container: str, stdout: str, stderr: str, status_text: str) -> ProbeResult:
-    # Read channel 3 ourselves rather than through WSClient.returncode, which raises ValueError
-    # for a failure without an exit code (missing binary), TypeError when the channel is empty
-    # and returns None when the server dropped the connection (REFERENCE.md).
+def _returncode(resp: Any) -> int | None:
+    """WSClient.returncode, minus its failure modes (REFERENCE.md): ValueError for a failure
+    without an exit code (missing binary), TypeError/AttributeError for an empty channel 3, None
+    when the server dropped the connection. Those cases are told apart from the status text."""
+    try:
+        code = resp.returncode
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError):
+        return None
+    return code if isinstance(code, int) else None
+
+
+def _probe_result(container: str, stdout: str, stderr: str, status_text: str,
+                  returncode: int | None = None) -> ProbeResult:
     exit_code, message = parse_exec_status(status_text)
+    if returncode is not None:
+        exit_code = returncode
     if exit_code == 0 or (exit_code is not None and stdout.rstrip().endswith("end")):
         try:
             return ProbeResult(container=container, table=parse_scan(stdout))
