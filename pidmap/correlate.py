@@ -69,6 +69,8 @@ def explain_not_running(pod: Pod) -> list[str]:
     else:
         why = (f"pod is {pod.phase}: the state of its containers cannot be obtained, "
                "typically because its node does not answer")
+    if pod.reason:
+        why += f" (reason: {pod.reason}" + (f": {pod.message}" if pod.message else "") + ")"
     return [why + (f"; containers that ran: {ran_text}" if ran_text else "")]
 
 
@@ -121,7 +123,7 @@ def _members(pod: Pod, container: Container, probe_ns: int | None, host: HostVie
 def map_container(pod: Pod, container: Container, probe: ProbeResult | None,
                   host: HostView | None, probe_pids: frozenset[int] = frozenset()) -> ContainerMap:
     notes: list[str] = []
-    if container.state != "running":
+    if container.state != "running" or pod.phase != "Running":
         return ContainerMap(container=container, pid_namespace=None, cgroup_id=container.container_id,
                             processes=(), notes=tuple(notes))
     table = probe.table if probe else None

@@ -5,6 +5,7 @@ a plain substring search of each process's cgroup file — not from pidmap's par
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from kubernetes.client import ApiClient
@@ -72,3 +73,24 @@ def test_docker_view() -> None:
     view = HostView(table=parse_scan(DOC["node_scan_full"]), via="docker", node_level=0, host_level=None)
     result = correlate(pod, None, _probes(), view)
     assert _rows(result) == {name: {(c, n, None) for c, n, _ in rows} for name, rows in _expected().items()}
+
+
+def test_pod_from_api_orders_init_app_ephemeral() -> None:
+    # The sandbox has no ephemeral containers (kubectl debug): add one, shaped as the API returns it.
+    raw = json.loads(json.dumps(DOC["pod"]))
+    raw["spec"]["initContainers"] = [{"name": "prep", "image": "busybox:1.36"}]
+    raw["status"]["initContainerStatuses"] = [{
+        "name": "prep", "image": "busybox:1.36", "imageID": "", "ready": False, "restartCount": 0,
+        "containerID": "containerd://" + "d" * 64,
+        "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]
+    raw["spec"]["ephemeralContainers"] = [
+        {"name": "debugger", "image": "busybox:1.36", "targetContainerName": "web"}]
+    raw["status"]["ephemeralContainerStatuses"] = [{
+        "name": "debugger", "image": "busybox:1.36", "imageID": "", "ready": False, "restartCount": 0,
+        "state": {"waiting": {"reason": "ContainerCreating"}}}]
+    pod = pod_from_api(ApiClient()._ApiClient__deserialize(raw, "V1Pod"))  # type: ignore[attr-defined]
+    assert [(c.name, c.type, c.state) for c in pod.containers] == [
+        ("prep", "init", "terminated"), ("web", "app", "running"), ("shell", "app", "running"),
+        ("debugger", "ephemeral", "waiting")]
+    assert pod.containers[0].exit_code == 0 and pod.containers[-1].reason == "ContainerCreating"
+    assert pod.containers[-1].container_id is None
