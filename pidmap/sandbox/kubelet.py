@@ -284,7 +284,11 @@ class Kubelet:
         while True:
             for node in self.spec.nodes:
                 was_up = self._node_up.get(node.name)
-                up = await asyncio.to_thread(self._refresh_node, node.name)
+                try:
+                    up = await asyncio.to_thread(self._refresh_node, node.name)
+                except Exception:  # the engine went away mid-call: the node counts as down
+                    log.exception("polling node %s failed", node.name)
+                    self._node_up[node.name] = up = False
                 if was_up is not False and not up:
                     self._mark_node_lost(node.name)
             await asyncio.sleep(NODE_POLL_SECONDS)
@@ -542,7 +546,16 @@ class Kubelet:
                     await asyncio.to_thread(self._teardown_processes, run)
                     return
                 await self._back_off(run, container, init=True)
-        await asyncio.gather(*(self._keep_running(run, c, policy) for c in spec.get("containers", [])))
+        lost = False
+        try:
+            # A TaskGroup, so that a node lost under one container stops its siblings too.
+            async with asyncio.TaskGroup() as group:
+                for container in spec.get("containers", []):
+                    group.create_task(self._keep_running(run, container, policy))
+        except* NodeLost:
+            lost = True
+        if lost:
+            raise NodeLost(run.node.name)
         self._update_phase(run)
         await asyncio.to_thread(self._teardown_processes, run)
 
@@ -724,9 +737,16 @@ class Kubelet:
                 if not cgroups.pids_in(directories[0]):
                     break
                 time.sleep(0.1)
-            cgroups.kill_all(directories[0], signal.SIGKILL)
-        for directory in directories:
-            cgroups.remove_tree(directory)
+        # Repeat: a process spawned just before its task was cancelled may join its cgroup late.
+        deadline = time.monotonic() + 5.0
+        while True:
+            for directory in directories:
+                cgroups.kill_all(directory, signal.SIGKILL)
+            if all(cgroups.remove_tree(directory, timeout=0.5) for directory in directories):
+                return
+            if time.monotonic() > deadline:
+                log.warning("pod %s/%s: cgroups still busy after SIGKILL", run.namespace, run.name)
+                return
 
     def _teardown_processes(self, run: PodRun) -> None:
         """The pod finished: stop pause, drop its cgroups (a finished pod has no sandbox)."""
