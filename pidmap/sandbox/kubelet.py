@@ -49,6 +49,14 @@ CGROUP_WRAPPER = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 99; shift; don
 # working directory, exec the command. Only argv carries user text.
 CONTAINER_SETUP = ('while [ "$1" != -- ]; do mkdir -p "$1" "$2" && mount --bind "$1" "$2" || exit 126; '
                    'shift 2; done; shift; cd "$1" || exit 126; shift; exec "$@"')
+# exec: open every cgroup.procs on the host as fds 3, 4, ... (busybox sh: dash allows only fds 0-9),
+# enter the container, and there have the process move itself ("0" = the writer) before it execs.
+# So the exec'd process and its children are in the container's cgroup, and the host-side nsenter is
+# not (as with runc exec, whose shim stays outside).
+EXEC_OPEN_CGROUPS = ('i=3; while [ "$1" != -- ]; do eval "exec $i>\\"\\$1\\"" || exit 99; i=$((i+1)); '
+                     'shift; done; shift; exec "$@"')
+EXEC_JOIN_CGROUPS = ('i=3; while [ "$i" -lt "$1" ]; do echo 0 >&$i || exit 99; eval "exec $i>&-"; '
+                     'i=$((i+1)); done; shift; exec "$@"')
 PAUSE_SETUP = 'hostname "$1" && ip link set lo up && exec /pause'
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NODE_POLL_SECONDS = 1.0
@@ -249,6 +257,7 @@ class Kubelet:
         self._node_up: dict[str, bool] = {}
         self._node_pid: dict[str, int] = {}
         self._has_node: bool | None = None
+        self._busybox: Path | None = None
         self._next_ip: dict[int, int] = {}
         self._poller: asyncio.Task[None] | None = None
         with contextlib.suppress(RuntimeError):
@@ -376,9 +385,18 @@ class Kubelet:
             raise ContainerNotRunning(f"container {container} is not running")
         procs = [str(p) for p in self._procs_files(run, self._container_cgroup(run, state.container_id))]
         # env -i: an exec'd process gets the container's environment, not the API server's.
-        return ["sh", "-c", CGROUP_WRAPPER, "pidmap-cgroup", *procs, "--",
+        return [str(self._host_busybox()), "sh", "-c", EXEC_OPEN_CGROUPS, "pidmap-exec", *procs, "--",
                 "nsenter", "--target", str(state.main_pid), "--pid", "--mount", "--uts", "--ipc", "--net",
-                "--root", "--wd", "--", "/bin/env", "-i", *state.env, *command]
+                "--root", "--wd", "--",
+                "/bin/sh", "-c", EXEC_JOIN_CGROUPS, "pidmap-join", str(3 + len(procs)),
+                "/bin/env", "-i", *state.env, *command]
+
+    def _host_busybox(self) -> Path:
+        if self._busybox is None:
+            from pidmap.sandbox.image import find_busybox
+
+            self._busybox = find_busybox()
+        return self._busybox
 
     async def close(self) -> None:
         tasks = [run.task for run in self._pods.values() if run.task]

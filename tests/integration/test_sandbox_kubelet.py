@@ -150,6 +150,21 @@ def test_kind_cgroup_path_env_args_and_exec(node: tuple[str, Path]) -> None:
         # exec lands in the container's PID namespace and cgroup.
         ps = run_exec(kubelet, pod, "main", ["sh", "-c", "cat /proc/self/cgroup; ps"])
         assert cid in ps and re.search(r"^\s*1\s+\S+\s+sleep 3600$", ps, re.MULTILINE), ps
+        # While an exec runs, the container's cgroup holds only processes inside the container
+        # (three NSpid levels): the host-side nsenter that started it is not counted in.
+        pending = subprocess.Popen(kubelet.exec_argv(pod, "main", ["sleep", "3"]))
+        try:
+            def exec_visible() -> list[int]:
+                return [p for p in host_pids_with(cid)
+                        if (PROC / str(p) / "cmdline").read_bytes() == b"sleep\x003\x00"]
+            await until(exec_visible, what="the exec'd process in the container's cgroup")
+            for pid in host_pids_with(cid):
+                status = (PROC / str(pid) / "status").read_text()
+                levels = next(line for line in status.splitlines() if line.startswith("NSpid:")).split()[1:]
+                assert len(levels) == 3, (pid, (PROC / str(pid) / "cmdline").read_bytes())
+        finally:
+            pending.kill()
+            pending.wait()
         with pytest.raises(ContainerNotFound):
             kubelet.exec_argv(pod, "nope", ["true"])
         await kubelet.delete_pod(pod)
