@@ -337,3 +337,22 @@ def test_pictures_of_the_sidecar_pod(sandbox: Sandbox, pods: dict[str, dict[str,
             check=False,
         )
         assert check.returncode == 0 and check.stdout.strip() == "ok", check.stdout + check.stderr
+
+
+def test_completion_lists_pods_from_the_cluster_and_is_silent_on_error(
+    sandbox: Sandbox, pods: dict[str, dict[str, Any]]
+) -> None:
+    env = {
+        **sandbox.env,
+        "_PIDMAP_COMPLETE": "bash_complete",
+        "COMP_WORDS": "pidmap watch s",
+        "COMP_CWORD": "2",
+    }
+    # The console script, as a shell calls it (click names the variable after the program: pidmap).
+    script = str(Path(sys.executable).parent / "pidmap")
+    out = sandbox.run([script], env=env).stdout
+    names = json.loads(sandbox.kubectl("get", "pods", "-o", "json").stdout)["items"]
+    expected = sorted(p["metadata"]["name"] for p in names if p["metadata"]["name"].startswith("s"))
+    assert sorted(line.split(",", 1)[1] for line in out.splitlines()) == expected
+    broken = sandbox.run([script], env={**env, "KUBECONFIG": "/nonexistent"})
+    assert broken.stdout.strip() == "" and broken.stderr == ""  # no candidates, no error text
