@@ -249,7 +249,17 @@ def _table_version(request: web.Request) -> str | None:
     return None
 
 
-async def _read_json(request: web.Request) -> Obj:
+async def _read_json(request: web.Request, *, metadata_protobuf: bool = False) -> Obj:
+    """The request body; protobuf only where metadata is all the sandbox needs (namespaces)."""
+    if request.content_type == objects.PROTOBUF:
+        if metadata_protobuf:
+            return objects.decode_protobuf_metadata_object(await request.read())
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            f"the sandbox API server accepts this object only as JSON, not {objects.PROTOBUF}",
+            {},
+        )
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -305,9 +315,7 @@ class ApiServer:
         self.tasks: set[asyncio.Task[None]] = set()
         self.sockets: set[web.WebSocketResponse] = set()
         self.node_created = (
-            objects.timestamp(
-                datetime.datetime.fromtimestamp(paths.cluster.stat().st_mtime, datetime.UTC)
-            )
+            objects.timestamp(datetime.datetime.fromtimestamp(paths.cluster.stat().st_mtime, datetime.UTC))
             if paths.cluster.exists()
             else objects.timestamp(objects.now_utc())
         )
@@ -589,7 +597,7 @@ class ApiServer:
         return self._respond(request, "namespaces", self._namespace(request.match_info["name"]))
 
     async def create_namespace(self, request: web.Request) -> web.Response:
-        body = await _read_json(request)
+        body = await _read_json(request, metadata_protobuf=True)
         name = str((body.get("metadata") or {}).get("name") or "")
         if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) or len(name) > 63:
             raise objects.invalid(
