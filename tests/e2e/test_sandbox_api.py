@@ -80,7 +80,7 @@ def namespace(sandbox: Sandbox) -> Iterator[str]:
 def _python_api(kubeconfig: Path) -> Any:
     from kubernetes import client, config
 
-    api_client = config.new_client_from_config(config_file=str(kubeconfig))
+    api_client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
     return client.CoreV1Api(api_client)
 
 
@@ -137,6 +137,40 @@ def test_exec_exit_code_and_missing_command(sandbox: Sandbox, kubia: dict[str, A
     missing = sandbox.kubectl("exec", "kubia-manual", "--", "no-such-binary", check=False)
     assert missing.returncode != 0
     assert "executable file not found in $PATH" in missing.stderr
+
+
+def _host_pids_running(argv: list[str]) -> list[int]:
+    wanted = "\0".join(argv).encode() + b"\0"
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes() == wanted:
+                pids.append(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return pids
+
+
+def test_exec_command_dies_with_its_client(sandbox: Sandbox, kubia: dict[str, Any]) -> None:
+    marker = ["sleep", str(4000 + os.getpid() % 1000)]
+    client = subprocess.Popen(
+        ["kubectl", "exec", "kubia-manual", "--", *marker],
+        env=sandbox.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not _host_pids_running(marker):
+            assert time.monotonic() < deadline, "the exec'd command never showed up in the host's /proc"
+            time.sleep(0.2)
+    finally:
+        client.kill()
+        client.wait()
+    deadline = time.monotonic() + 15
+    while _host_pids_running(marker):
+        assert time.monotonic() < deadline, "the exec'd command outlived its client"
+        time.sleep(0.2)
 
 
 def test_exec_errors(sandbox: Sandbox, kubia: dict[str, Any]) -> None:
@@ -326,7 +360,7 @@ def test_python_client_errors_before_upgrade(sandbox: Sandbox, kubia: dict[str, 
     assert "400" in bad_container.reason
     with pytest.raises(ApiException) as caught:
         api.read_namespaced_pod("no-such-pod", "default")
-    assert caught.value.status == 404 and json.loads(caught.value.body)["reason"] == "NotFound"
+    assert caught.value.status == 404 and json.loads(caught.value.body or "{}")["reason"] == "NotFound"
 
     config = yaml.safe_load(sandbox.kubeconfig.read_text())
     for user in config["users"]:
@@ -336,7 +370,7 @@ def test_python_client_errors_before_upgrade(sandbox: Sandbox, kubia: dict[str, 
     wrong_api = _python_api(wrong)
     with pytest.raises(ApiException) as caught:
         wrong_api.list_namespaced_pod("default")
-    assert caught.value.status == 401 and json.loads(caught.value.body)["kind"] == "Status"
+    assert caught.value.status == 401 and json.loads(caught.value.body or "{}")["kind"] == "Status"
     assert "401" in _exec_error(wrong_api, "kubia-manual").reason
 
 
