@@ -91,6 +91,7 @@ API_RESOURCES: Obj = {
         _resource("pods", "Pod", True, ["create", "delete", "get", "list", "patch", "watch"], ["po"], "pod")
         | {"categories": ["all"]},
         _resource("pods/exec", "PodExecOptions", True, ["create", "get"]),
+        _resource("pods/log", "Pod", True, ["get"]),
     ],
 }
 
@@ -350,6 +351,7 @@ class ApiServer:
                 web.delete("/api/v1/namespaces/{namespace}/pods/{name}", self.delete_pod),
                 web.patch("/api/v1/namespaces/{namespace}/pods/{name}", self.patch_pod),
                 get("/api/v1/namespaces/{namespace}/pods/{name}/exec", self.exec_pod),
+                get("/api/v1/namespaces/{namespace}/pods/{name}/log", self.pod_log),
                 post("/api/v1/namespaces/{namespace}/pods/{name}/exec", self.exec_pod),
             ]
         )
@@ -934,12 +936,100 @@ class ApiServer:
                     ),
                 )
             else:
-                await _run_exec(socket, argv, protocol, stdin=stdin, stdout=stdout, stderr=stderr, tty=tty)
+                await _run_exec(
+                    socket,
+                    argv,
+                    protocol,
+                    stdin=stdin,
+                    stdout=stdout,
+                    stderr=stderr,
+                    tty=tty,
+                    command=command,
+                )
             await socket.close()
         finally:
             self.sockets.discard(socket)
         log.info("exec %s/%s[%s] %s done", namespace, name, container, command[:1])
         return socket
+
+    # -- logs -----------------------------------------------------------------------------------
+
+    async def pod_log(self, request: web.Request) -> web.StreamResponse:
+        """``kubectl logs``: the container's output as the kubelet recorded it (not in the Runtime
+        contract: served when the runtime offers ``log_path(pod, container, previous)``)."""
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        pod = self._pod(namespace, name)
+        query = request.query
+        names = [c["name"] for c in pod["spec"].get("containers") or []]
+        container = query.get("container")
+        if not container:
+            if len(names) != 1:
+                raise objects.bad_request(
+                    f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]"
+                )
+            container = names[0]
+        if container not in objects.container_names(pod):
+            raise objects.bad_request(f"container {container} is not valid for pod {name}")
+        log_path = getattr(self.runtime, "log_path", None)
+        if log_path is None:
+            raise ApiError(405, "MethodNotAllowed", "this sandbox's runtime keeps no container logs", {})
+        previous = _truthy(query.get("previous"))
+        path = log_path(pod, container, previous)
+        if path is None:
+            if previous:
+                raise objects.bad_request(
+                    f'previous terminated container "{container}" in pod "{name}" not found'
+                )
+            raise objects.bad_request(
+                f'container "{container}" in pod "{name}" is waiting to start: '
+                f"{self._waiting_reason(pod, container)}"
+            )
+        data = path.read_bytes()
+        tail = query.get("tailLines")
+        if tail is not None and tail.isdigit():
+            lines = data.splitlines(keepends=True)
+            data = b"".join(lines[len(lines) - int(tail) :]) if int(tail) else b""
+        if not _truthy(query.get("follow")):
+            return web.Response(body=data, content_type="text/plain")
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        offset = path.stat().st_size
+        try:
+            await response.write(data)
+            # Follow while this run of the container is the current one and still running.
+            while self.store.pods.get((namespace, name)) is pod and log_path(pod, container, False) == path:
+                size = path.stat().st_size
+                if size > offset:
+                    with path.open("rb") as handle:
+                        handle.seek(offset)
+                        await response.write(handle.read(size - offset))
+                    offset = size
+                elif not self._running(pod, container):
+                    break
+                await asyncio.sleep(0.2)
+            await response.write_eof()
+        except (ConnectionError, FileNotFoundError):
+            pass
+        return response
+
+    @staticmethod
+    def _statuses(pod: Obj) -> list[Obj]:
+        status = pod.get("status") or {}
+        return [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+
+    def _running(self, pod: Obj, container: str) -> bool:
+        return any(
+            s.get("name") == container and "running" in (s.get("state") or {}) for s in self._statuses(pod)
+        )
+
+    def _waiting_reason(self, pod: Obj, container: str) -> str:
+        for entry in self._statuses(pod):
+            if entry.get("name") == container:
+                return str(
+                    ((entry.get("state") or {}).get("waiting") or {}).get("reason") or "ContainerCreating"
+                )
+        return "ContainerCreating"
 
     # -- misc -----------------------------------------------------------------------------------
 
@@ -964,7 +1054,7 @@ async def _send_status(socket: web.WebSocketResponse, status: Obj) -> None:
         await socket.send_bytes(bytes([ERROR]) + json.dumps(status).encode())
 
 
-def _exit_status(code: int, early_stderr: bytes) -> Obj:
+def _exit_status(code: int, early_stderr: bytes, command: list[str] | None = None) -> Obj:
     failed = _EXEC_FAILED.search(early_stderr) if code in (126, 127) else None
     if failed is not None:
         executable = failed.group(1).decode(errors="replace")
@@ -983,7 +1073,8 @@ def _exit_status(code: int, early_stderr: bytes) -> Obj:
     return {
         "metadata": {},
         "status": "Failure",
-        "message": f"command terminated with non-zero exit code: error executing command [...], exit code "
+        "message": f"command terminated with non-zero exit code: error executing command "
+        f"[{' '.join(command or [])}], exit code "
         f"{exit_text}",
         "reason": "NonZeroExitCode",
         "details": {"causes": [{"reason": "ExitCode", "message": exit_text}]},
@@ -999,6 +1090,7 @@ async def _run_exec(
     stdout: bool,
     stderr: bool,
     tty: bool,
+    command: list[str],
 ) -> None:
     process = await asyncio.create_subprocess_exec(
         *argv,
@@ -1070,7 +1162,7 @@ async def _run_exec(
         code = await process.wait()
         if not _EXEC_FAILED.search(early_stderr):
             await flush_held()
-        await _send_status(socket, _exit_status(code, bytes(early_stderr)))
+        await _send_status(socket, _exit_status(code, bytes(early_stderr), command))
     except (ConnectionError, RuntimeError):
         _kill_group(process.pid)
         await process.wait()

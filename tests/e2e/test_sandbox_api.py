@@ -397,3 +397,16 @@ def test_exec_forbidden_is_403_with_rbac_wording(forbidding_sandbox: Sandbox) ->
     )
     error = _exec_error(_python_api(box.kubeconfig), "kubia-manual")
     assert "403" in error.reason
+
+
+def test_logs_show_what_the_container_printed(sandbox: Sandbox, kubia: dict[str, Any]) -> None:
+    assert "Kubia server starting..." in sandbox.kubectl("logs", "kubia-manual").stdout
+    sandbox.apply_example("fails.yaml", {"Failed"})
+    try:
+        # The example writes this line to stderr before it exits 3.
+        assert sandbox.kubectl("logs", "fails").stdout == "something went wrong\n"
+        assert sandbox.kubectl("logs", "fails", "--tail=0").stdout == ""
+        previous = sandbox.kubectl("logs", "fails", "--previous", check=False)
+        assert previous.returncode != 0 and "previous terminated container" in previous.stderr
+    finally:
+        sandbox.kubectl("delete", "pod", "fails", "--wait=true", check=False)
