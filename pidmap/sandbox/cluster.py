@@ -221,6 +221,7 @@ def _up(client: Any, name: str, flavor: Flavor, names: list[tuple[str, Role]], p
         echo(f'Set kubectl context to "{context}"')
         echo("You can now use your cluster with:\n")
         echo(f"kubectl cluster-info --context {context}")
+        echo("\nHave a nice day! 👋")
     else:
         echo(f'🏄  Done! kubectl is now configured to use "{context}" cluster and "default" namespace '
              "by default")

@@ -292,13 +292,12 @@ class Kubelet:
     async def _poll_nodes(self) -> None:
         while True:
             for node in self.spec.nodes:
-                was_up = self._node_up.get(node.name)
                 try:
                     up = await asyncio.to_thread(self._refresh_node, node.name)
                 except Exception:  # the engine went away mid-call: the node counts as down
                     log.exception("polling node %s failed", node.name)
                     self._node_up[node.name] = up = False
-                if was_up is not False and not up:
+                if not up:  # idempotent: pods already lost or finished are left alone
                     self._mark_node_lost(node.name)
             await asyncio.sleep(NODE_POLL_SECONDS)
 
@@ -344,8 +343,13 @@ class Kubelet:
     # ---- runtime protocol ------------------------------------------------------------------------
     async def start_pod(self, pod: Pod, on_change: Callable[[], None]) -> None:
         self._ensure_poller()
-        node_name = pod["spec"]["nodeName"]
-        index, node = next((i, n) for i, n in enumerate(self.spec.nodes) if n.name == node_name)
+        node_name = pod["spec"].get("nodeName")
+        found = [(i, n) for i, n in enumerate(self.spec.nodes) if n.name == node_name]
+        if not found:  # a node this sandbox does not have: no kubelet would ever pick the pod up
+            log.warning("pod %s: node %r is not in the sandbox; left Pending",
+                        pod["metadata"]["name"], node_name)
+            return
+        index, node = found[0]
         uid = str(pod["metadata"]["uid"])
         old = self._pods.pop(uid, None)
         if old and old.task:
