@@ -151,6 +151,32 @@ def test_shared_pid_pod_has_pause_as_pid_1(sandbox: Sandbox) -> None:
     assert "httpd -f -p 8080" in ps and "sleep 86400" in ps
 
 
+def test_adapter_and_ambassador_share_the_pod_network(sandbox: Sandbox) -> None:
+    adapter = sandbox.apply_example("adapter.yaml")
+    assert all("running" in s["state"] for s in statuses(adapter).values())
+
+    def metrics() -> str:
+        result = sandbox.kubectl("exec", "adapter", "-c", "app", "--", "wget", "-q", "-O", "-",
+                                 "http://127.0.0.1:9102/metrics", check=False)
+        return result.stdout if result.returncode == 0 else ""
+
+    assert re.fullmatch(r"app_requests_total \d+\n", wait_for(metrics, what="the adapter's metrics"))
+    ambassador = sandbox.apply_example("ambassador.yaml")
+    by_name = statuses(ambassador)
+    app_pid = next(p for p in host_pids_of(container_id(by_name["app"])) if nspid(p)[-1] == 1)
+    proxy_pid = next(p for p in host_pids_of(container_id(by_name["ambassador"])) if nspid(p)[-1] == 1)
+    assert pid_ns(app_pid) != pid_ns(proxy_pid)
+    net = {os.readlink(PROC / str(pid) / "ns" / "net") for pid in (app_pid, proxy_pid)}
+    assert len(net) == 1
+    page = sandbox.kubectl("exec", "ambassador", "-c", "app", "--", "wget", "-q", "-O", "-",
+                           "http://127.0.0.1:8001/").stdout
+    assert page == "hello from the upstream service, via the ambassador\n"
+    # Pods are isolated from each other: the ambassador's port is not open in another pod.
+    other = sandbox.kubectl("exec", "adapter", "-c", "app", "--", "wget", "-q", "-T", "2", "-O", "-",
+                            "http://127.0.0.1:8001/", check=False)
+    assert other.returncode != 0
+
+
 def _safe_ns(pid: int) -> str:
     try:
         return pid_ns(pid) if nspid(pid)[-1] == 1 else ""
@@ -280,6 +306,7 @@ def test_private_sandbox_is_named_and_labelled_like_kind(private: Sandbox) -> No
     assert hostname == f"{private.name}-worker"
     contexts = private.kubectl("config", "get-contexts", "-o", "name").stdout.split()
     assert f"kind-{private.name}" in contexts
+    assert (private.state_dir / "token").stat().st_mode & 0o777 == 0o600
 
 
 def test_second_up_is_refused(private: Sandbox) -> None:

@@ -66,3 +66,16 @@ def test_not_a_kind_config(tmp_path: Path) -> None:
     result = pidmap("sandbox", "up", "--name", "pa-badconfig", "--config", str(config), cwd=tmp_path,
                     home=tmp_path)
     assert_error(result, ExitStatus.SANDBOX, "is not a kind Cluster config", "kind: Cluster")
+
+
+def test_down_removes_a_partial_sandbox(tmp_path: Path) -> None:
+    """Only a labelled node container is left (no state dir, no API server): down still cleans up."""
+    name = f"pa-partial-{os.getpid()}"
+    subprocess.run(["docker", "run", "-d", "--name", name, "--network", "none", "--label",
+                    f"io.pidmap.sandbox={name}", "pidmap/sandbox-node:1"], check=True, capture_output=True)
+    try:
+        result = pidmap("sandbox", "down", "--name", name, cwd=tmp_path, home=tmp_path)
+        assert result.returncode == 0 and f"Deleted node {name}" in result.stdout, result.stdout
+        assert owned(name) == []
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
