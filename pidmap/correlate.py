@@ -42,11 +42,32 @@ def correlate(pod: Pod, node: Node | None, probes: Mapping[str, ProbeResult], ho
         if only_container is not None and container.name != only_container:
             continue
         maps.append(map_container(pod, container, probes.get(container.name), host, probe_pids))
+    if pod.share_process_namespace and host is not None and pod.phase == "Running":
+        pod_notes.extend(_shared_namespace_init(pod, maps, host))
     if pod.share_process_namespace and host is None and pod.phase == "Running":
         pod_notes.append("the pod shares one PID namespace; without the host side each container "
                          "lists every process of the pod")
     return PodMap(pod=pod, node=node, containers=tuple(maps), notes=tuple(pod_notes),
                   via=host.via if host else None)
+
+
+def _shared_namespace_init(pod: Pod, maps: list[ContainerMap], host: HostView) -> list[str]:
+    """Who is PID 1 of a shared PID namespace: the pod's pause (sandbox) process, in no container.
+
+    Kubernetes makes the sandbox's pause process PID 1 of the pod's one namespace, so no container
+    shows a PID 1 of its own; say which process it is and where, or readers look for it in vain.
+    """
+    namespace = next((m.pid_namespace for m in maps if m.pid_namespace), None)
+    candidates = [p for p in host.table.processes if p.nspid[-1] == 1 and len(p.nspid) > 1 and (
+        (namespace is not None and p.pid_ns == namespace) or (p.pid_ns is None and p.pod_uid == pod.uid))]
+    if not candidates:
+        return []
+    init = max(candidates, key=lambda p: len(p.nspid))
+    where = ", ".join(f"{label} PID {pid}" for label, pid in (
+        ("node", _level(init, host.node_level)), ("host", _level(init, host.host_level))) if pid is not None)
+    inode = f" {namespace}" if namespace else ""
+    return [f"the containers share one PID namespace{inode}; its PID 1 is the pod's sandbox process "
+            f"{init.cmdline or init.name!r}" + (f" ({where})" if where else "")]
 
 
 def explain_not_running(pod: Pod) -> list[str]:

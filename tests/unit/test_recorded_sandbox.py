@@ -68,6 +68,22 @@ def test_local_view_as_root_and_not_root() -> None:
         assert all(not c.notes for c in result.containers), [c.notes for c in result.containers]
 
 
+def test_shared_namespace_names_its_pause_pid1() -> None:
+    # Ground truth: the recorded process whose innermost NSpid is 1 and whose command is /pause.
+    pause = [(pid, chain) for pid, chain in DOC["truth"]["nspid"].items()
+             if len(chain) == 3 and chain[2] == 1 and DOC["host_proc"][pid]["cmdline"].startswith("/pause")]
+    assert len(pause) == 1
+    host_pid, (_, node_pid, _) = int(pause[0][0]), pause[0][1]
+    pod = _pod()
+    depth = len(DOC["truth"]["nspid"][str(NODE_PID)]) - 1
+    for with_ns in (True, False):
+        view = HostView(table=ProcessTable(processes=tuple(host_processes(DOC, with_ns=with_ns))),
+                        via="local", node_level=depth, host_level=0)
+        notes = [n for n in correlate(pod, None, _probes(), view).notes if "PID 1 is the pod's sandbox" in n]
+        assert len(notes) == 1, notes
+        assert "'/pause'" in notes[0] and f"node PID {node_pid}, host PID {host_pid}" in notes[0]
+
+
 def test_docker_view() -> None:
     pod = _pod()
     view = HostView(table=parse_scan(DOC["node_scan_full"]), via="docker", node_level=0, host_level=None)
