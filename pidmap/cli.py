@@ -65,24 +65,49 @@ def cluster_options(fn: F) -> F:
         click.option("--kubeconfig", default=None, type=click.Path(dir_okay=False),
                      help="Path of the kubeconfig (default: $KUBECONFIG, then ~/.kube/config)."),
         click.option("-o", "--output", type=click.Choice(OUTPUTS), default="table", show_default=True,
-                     help="table, wide (adds PID namespace, cgroup id, start time), json or yaml."),
+                     help="table, wide (adds PID namespace, cgroup id, start time), json, yaml, "
+                          "or a picture: tree, dot (Graphviz), mermaid."),
     )):
         fn = decorator(fn)
     return fn
 
 
 @main.command()
-@click.argument("pod")
+@click.argument("pod", required=False, shell_complete=complete_pods)
 @click.option("-c", "--container", default=None, help="Only this container.")
 @click.option("--via", type=click.Choice(["auto", "local", "docker"]), default="auto", show_default=True,
               help="Read node processes from this machine's /proc (local) or with docker exec (docker).")
+@click.option("--all", "all_pods", is_flag=True,
+              help="Every pod of the namespace (-n) or of all (-A): one host scan, no exec.")
+@click.option("-A", "--all-namespaces", is_flag=True, help="With --all: every namespace.")
+@click.option("-w", "--watch", is_flag=True, help="Redraw every --interval seconds (as pidmap watch).")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="With --watch: seconds between refreshes.")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="With --watch: stop after this many refreshes.")
 @cluster_options
-def show(pod: str, container: str | None, via: str, namespace: str, context: str | None,
+def show(pod: str | None, container: str | None, via: str, all_pods: bool, all_namespaces: bool,
+         watch: bool, interval: float, count: int | None, namespace: str, context: str | None,
          kubeconfig: str | None, output: str) -> None:
     """Show every process of POD with its PID in the container, on the node and on the host."""
-    target = Target(namespace=namespace, pod=pod, container=container)
     options = Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via))
-    result = collect_pod(target, options)
+    if all_pods:
+        if pod is not None or watch or container:
+            raise UsageError("--all takes no POD, -c or --watch", "pidmap show --all [-n NS | -A]")
+        from pidmap.nodemap import collect_all
+
+        _echo_maps(collect_all(None if all_namespaces else namespace, options), output)
+        return
+    if pod is None:
+        raise UsageError("missing POD", "pidmap show POD, or pidmap show --all [-n NS | -A]")
+    if all_namespaces:
+        raise UsageError("-A goes with --all", "pidmap show --all -A")
+    if watch:
+        click.get_current_context().invoke(
+            watch_command, pod=pod, container=container, interval=interval, count=count, via=via,
+            namespace=namespace, context=context, kubeconfig=kubeconfig, output=output)
+        return
+    result = collect_pod(Target(namespace=namespace, pod=pod, container=container), options)
     click.echo(render(result, cast(Output, output)))
     if not result.running:
         raise NotRunningError(f"pod {result.pod.name} is {result.pod.phase}: no process to map",
@@ -141,55 +166,6 @@ def node_command(node_name: str, via: str, namespace: str, context: str | None, 
     _echo_maps(collect_node(node_name, options), output)
 
 
-def _extend_show() -> None:
-    """Adds --all / -A and --watch / --interval / --count to ``show`` without touching its body.
-
-    Issue 4, additive: ``show --all`` is ``collect_all`` (one list call, one scan, no exec) and
-    ``show --watch`` is ``watch``. POD becomes optional (required unless --all). To be folded into
-    show's own decorators by its owner.
-    """
-    original = show.callback
-    assert original is not None
-    for param in show.params:
-        if param.name == "pod":
-            param.required = False
-            param._custom_shell_complete = complete_pods
-    show.params.extend([
-        click.Option(["--all", "all_pods"], is_flag=True,
-                     help="Every pod of the namespace (-n) or of all (-A): one scan, no exec."),
-        click.Option(["-A", "--all-namespaces"], is_flag=True, help="With --all: every namespace."),
-        click.Option(["--watch", "-w"], is_flag=True, help="Redraw every --interval s (as pidmap watch)."),
-        click.Option(["--interval"], type=click.FloatRange(min=0.1), default=2.0, show_default=True,
-                     help="With --watch: seconds between refreshes."),
-        click.Option(["--count"], type=click.IntRange(min=1), default=None,
-                     help="With --watch: stop after this many refreshes."),
-    ])
-
-    def callback(pod: str | None, all_pods: bool, all_namespaces: bool, watch: bool, interval: float,
-                 count: int | None, **kwargs: Any) -> None:
-        ctx = click.get_current_context()
-        if all_pods:
-            if pod is not None or watch or kwargs.get("container"):
-                raise UsageError("--all takes no POD, -c or --watch", "pidmap show --all [-n NS | -A]")
-            from pidmap.nodemap import collect_all
-
-            options = Options(kubeconfig=kwargs["kubeconfig"], context=kwargs["context"],
-                              via=cast(Via, kwargs["via"]))
-            namespace = None if all_namespaces else kwargs["namespace"]
-            _echo_maps(collect_all(namespace, options), kwargs["output"])
-            return
-        if pod is None:
-            raise UsageError("missing POD", "pidmap show POD, or pidmap show --all [-n NS | -A]")
-        if all_namespaces:
-            raise UsageError("-A goes with --all", "pidmap show --all -A")
-        if watch:
-            ctx.invoke(watch_command, pod=pod, interval=interval, count=count, **kwargs)
-            return
-        original(pod=pod, **kwargs)
-
-    show.callback = callback
-
-
 @main.command("watch")
 @click.argument("pod", shell_complete=complete_pods)
 @click.option("-c", "--container", default=None, help="Only this container.")
@@ -238,7 +214,6 @@ def _register_sandbox() -> None:
 
 
 _register_sandbox()
-_extend_show()
 
 
 if __name__ == "__main__":  # pragma: no cover
