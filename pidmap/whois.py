@@ -128,9 +128,11 @@ def identify(subject: Subject, nodes: Sequence[NodeInfo], pods: Sequence[Pod],
     container_pid = proc.nspid[info.level + 1] if len(proc.nspid) > info.level + 1 else None
     found = _container_of(pods, proc.cgroup_id)
     matched_by = "cgroup container ID"
-    if found is None and table is not None and proc.pid_ns is not None:
+    if found is None and proc.cgroup_id is None and table is not None and proc.pid_ns is not None:
         # Moved out of its cgroup (or a runtime that names cgroups otherwise): any process of the
-        # same PID namespace whose cgroup does match names the container.
+        # same PID namespace whose cgroup does match names the container. Not for a process with a
+        # container ID of its own that no container has: that is the pod sandbox (pause), which
+        # in a shareProcessNamespace pod shares the containers' namespace but belongs to none.
         for other in table.processes:
             if other.pid_ns == proc.pid_ns and other.pid != proc.pid:
                 found = _container_of(pods, other.cgroup_id)

@@ -113,6 +113,18 @@ def test_pause_processes_are_pod_sandboxes() -> None:
         assert f"pod{answer.pod.uid}" in subject.cgroup_text
 
 
+def test_pause_sharing_the_containers_namespace_is_still_the_sandbox() -> None:
+    # shareProcessNamespace: pause is PID 1 of the namespace the containers' processes are in. Put a
+    # recorded container process into pause's namespace; the namespace must not make pause its.
+    pause = next(s for s in _subjects() if s.process.cmdline == "/pause")
+    member = next(s for s in _subjects() if _expected_owner(s) is not None)
+    table = ProcessTable(processes=(*_table().processes,
+                                    RawProcess(**{**member.process.__dict__, "pid": 10**7,
+                                                  "pid_ns": pause.process.pid_ns})))
+    answer = identify(pause, _nodes(), _pods(), table)
+    assert answer.kind == "pod-sandbox" and answer.container is None
+
+
 def test_node_init_and_host_process_get_plain_answers() -> None:
     subjects = _subjects()
     init = next(s for s in subjects if s.process.pid == _m02().node.host_pid)
