@@ -13,13 +13,22 @@ from pidmap.sandbox import cluster, layout
 NAME_HELP = f"Sandbox (cluster) name [default: {layout.DEFAULT_NAME}]."
 
 
+def _valid_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    # The name becomes a directory that `down` deletes: refuse anything but a DNS-1123 label.
+    try:
+        return None if value is None else layout.check_name(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from err
+
+
 @click.group()
 def sandbox() -> None:
     """An offline kind/minikube-style cluster: Docker nodes, real nested namespaces, stand-in API."""
 
 
 @sandbox.command()
-@click.option("--name", default=None, help=NAME_HELP + " A kind config's name: is used when unset.")
+@click.option("--name", default=None, callback=_valid_name,
+              help=NAME_HELP + " A kind config's name: is used when unset.")
 @click.option("--flavor", type=click.Choice(["kind", "minikube"]), default="kind", show_default=True,
               help="Name nodes, labels and the context as kind or as minikube does.")
 @click.option("--config", "config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -34,7 +43,7 @@ def up(name: str | None, flavor: str, config: Path | None, kubeconfig: str | Non
 
 
 @sandbox.command()
-@click.option("--name", default=layout.DEFAULT_NAME, show_default=True, help=NAME_HELP)
+@click.option("--name", default=layout.DEFAULT_NAME, show_default=True, callback=_valid_name, help=NAME_HELP)
 def down(name: str) -> None:
     """Delete the sandbox: API server, pod processes, cgroups, node containers, context, state."""
     if not cluster.down(name, click.echo):
@@ -44,7 +53,7 @@ def down(name: str) -> None:
 
 
 @sandbox.command()
-@click.option("--name", default=layout.DEFAULT_NAME, show_default=True, help=NAME_HELP)
+@click.option("--name", default=layout.DEFAULT_NAME, show_default=True, callback=_valid_name, help=NAME_HELP)
 def status(name: str) -> None:
     """Show the sandbox's nodes and pods."""
     report = cluster.status(name)

@@ -163,6 +163,10 @@ def up(name: str | None, flavor: Flavor, config: Path | None, kubeconfig: str | 
     if config is not None:
         config_name, roles = read_kind_config(config)
     name = name or config_name or layout.DEFAULT_NAME
+    try:
+        layout.check_name(name)
+    except ValueError as err:
+        raise SandboxError(f"{err} (from {config})", hint="fix the name: in the kind config") from err
     paths = layout.paths(name)
     client = docker_client()
     if owned_containers(client, name) or apiserver_pid(paths) or paths.cluster.exists():
@@ -297,7 +301,8 @@ def down(name: str, echo: Echo) -> bool:
             kubeconfig.remove_context(Path(spec.kubeconfig), spec.context)
             echo(f"Removed context {spec.context} from {spec.kubeconfig}")
     if paths.root.exists():
-        shutil.rmtree(paths.root, ignore_errors=True)
+        if layout.is_state_dir(paths.root):  # never anything but a sandbox's own directory
+            shutil.rmtree(paths.root, ignore_errors=True)
         did = True
     return did
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -92,8 +93,28 @@ def sandboxes_root() -> Path:
     return Path(base) / "pidmap" / "sandbox"
 
 
+# kind and minikube accept cluster names that are DNS-1123 labels; the name also becomes a Docker
+# container name, a directory under sandboxes_root() and a kubeconfig context, so nothing else may
+# pass ("/", "..", "" would put the state dir - which `down` deletes - outside the sandboxes' root).
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,48}[a-z0-9])?")
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a valid sandbox name; ValueError with the rule otherwise."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"invalid sandbox name {name!r}: use lower-case letters, digits and '-', "
+                         "starting and ending with a letter or digit, at most 50 characters")
+    return name
+
+
 def state_dir(name: str) -> Path:
-    return sandboxes_root() / name
+    return sandboxes_root() / check_name(name)
+
+
+def is_state_dir(path: Path) -> bool:
+    """True only for a directory that ``state_dir`` made: a direct child of the sandboxes' root."""
+    resolved = path.resolve()
+    return resolved.parent == sandboxes_root().resolve() and _NAME.fullmatch(resolved.name) is not None
 
 
 @dataclass(frozen=True)
