@@ -84,9 +84,14 @@ def test_whois_names_pod_and_container_of_every_pod_process(
         truth = _host_processes_of(_container_ids(pod))
         assert truth, f"no host process carries a container ID of {name}"
         for host_pid, container in truth.items():
+            # Ground truth first: a short-lived child (sleep 1) may exit at any moment.
+            try:
+                chain = _nspid(host_pid)
+            except FileNotFoundError:
+                continue
             result = _whois(sandbox, str(host_pid), "-o", "json", check=False)
             if result.returncode == ExitStatus.NOT_FOUND and not Path(f"/proc/{host_pid}").exists():
-                continue  # a short-lived child (sleep 1) exited in between
+                continue  # exited between the read above and whois
             assert result.returncode == 0, result.stderr
             doc = json.loads(result.stdout)
             assert (doc["kind"], doc["namespace"], doc["pod"], doc["container"]) == (
@@ -96,7 +101,6 @@ def test_whois_names_pod_and_container_of_every_pod_process(
                 container,
             ), doc
             assert doc["node"] == pod["spec"]["nodeName"]
-            chain = _nspid(host_pid)
             assert doc["nspid"] == chain and doc["container_pid"] == chain[-1] and doc["node_pid"] == chain[1]
             checked += 1
     assert checked >= len(pods)
