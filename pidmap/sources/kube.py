@@ -32,16 +32,37 @@ _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
+def validate_namespace(namespace: str) -> None:
+    if len(namespace) > 63 or not _LABEL.match(namespace):
+        raise UsageError(f"invalid namespace {namespace!r}: not a DNS-1123 label",
+                         "namespaces are lower-case letters, digits and '-'")
+
+
+def validate_node_name(node_name: str) -> None:
+    if len(node_name) > 253 or not _SUBDOMAIN.match(node_name):
+        raise UsageError(f"invalid node name {node_name!r}: not a DNS-1123 subdomain",
+                         "list nodes: kubectl get nodes")
+
+
 def validate_target(target: Target) -> None:
     if len(target.pod) > 253 or not _SUBDOMAIN.match(target.pod):
         raise UsageError(f"invalid pod name {target.pod!r}: not a DNS-1123 subdomain",
                          "pod names are lower-case letters, digits, '-' and '.'")
-    if len(target.namespace) > 63 or not _LABEL.match(target.namespace):
-        raise UsageError(f"invalid namespace {target.namespace!r}: not a DNS-1123 label",
-                         "namespaces are lower-case letters, digits and '-'")
+    validate_namespace(target.namespace)
     if target.container is not None and (len(target.container) > 63 or not _LABEL.match(target.container)):
         raise UsageError(f"invalid container name {target.container!r}: not a DNS-1123 label",
                          "container names are lower-case letters, digits and '-'")
+
+
+def validate_names(*, pod: str | None = None, namespace: str | None = None, container: str | None = None,
+                   node_name: str | None = None) -> None:
+    """UsageError for the first name that Kubernetes could not have made; before any kubeconfig load."""
+    if pod is not None:
+        validate_target(Target(namespace=namespace or "default", pod=pod, container=container))
+    elif namespace is not None:
+        validate_namespace(namespace)
+    if node_name is not None:
+        validate_node_name(node_name)
 
 
 class Cluster:
@@ -98,6 +119,7 @@ class Cluster:
         """Run ``SCAN_SCRIPT`` in one container (own ApiClient: stream() patches it)."""
         from kubernetes.client.exceptions import ApiException
         from kubernetes.stream import stream
+        from websocket import WebSocketException
 
         api = self.api()
         try:
@@ -118,6 +140,12 @@ class Cluster:
             return _exec_api_failure(err, container)
         except ExecError as err:
             return ProbeResult(container=container, table=None, error=err.message)
+        except WebSocketException as err:
+            # The stream broke after the upgrade (node gone, proxy timeout, server restart): that
+            # container's probe failed, the host side can still map the pod.
+            detail = f"{type(err).__name__}: {err}".rstrip(": ")
+            return ProbeResult(container=container, table=None,
+                               error=f"the exec connection was lost: {detail}")
         if still_open:
             return ProbeResult(container=container, table=None,
                                error=f"the probe did not finish within {self.options.exec_timeout:g}s")
@@ -258,24 +286,56 @@ def _translate_transport(host: str) -> Iterator[None]:
         raise UnreachableError(f"the API server at {host} does not answer: {err}") from err
 
 
+def kubeconfig_chain(explicit: str | None = None) -> list[Path]:
+    """The files kubectl reads: --kubeconfig, else every $KUBECONFIG entry, else ~/.kube/config."""
+    if explicit:
+        return [Path(explicit).expanduser()]
+    entries = [Path(part).expanduser() for part in os.environ.get("KUBECONFIG", "").split(os.pathsep) if part]
+    return entries or [Path.home() / ".kube" / "config"]
+
+
+def kubeconfig_for_writing(explicit: str | None = None) -> Path:
+    """The file a new context goes into, by kubectl's (and kind's) rule: the first file of the chain
+    that exists, else the last one of the chain."""
+    chain = kubeconfig_chain(explicit)
+    return next((path for path in chain if path.is_file()), chain[-1])
+
+
+def _current_context(paths: list[str]) -> str | None:
+    import yaml
+
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle)
+        if isinstance(raw, dict) and raw.get("current-context"):
+            return str(raw["current-context"])
+    return None
+
+
 def _load_configuration(options: Options) -> Any:
+    import yaml
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
-    path = options.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or str(
-        Path.home() / ".kube" / "config")
-    if not Path(path).is_file():
-        raise ConfigError(f"no kubeconfig at {path}")
+    chain = kubeconfig_chain(options.kubeconfig)
+    existing = [str(path) for path in chain if path.is_file()]
+    if not existing:
+        raise ConfigError(f"no kubeconfig at {os.pathsep.join(str(path) for path in chain)}")
+    # The client's merger splits on os.pathsep and merges clusters, users and contexts as kubectl
+    # does (the first file defining a name wins), but lets the LAST file's current-context win where
+    # kubectl takes the first non-empty one: that one is picked here.
+    path = os.pathsep.join(existing)
     configuration = client.Configuration()
     try:
+        context = options.context or _current_context(existing)
         config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=path, context=options.context,
-                                client_configuration=configuration, persist_config=False)
+            config_file=path, context=context, client_configuration=configuration,
+            persist_config=False)
     except ConfigException as err:
         text = str(err).strip().splitlines()[0] if str(err).strip() else "invalid kubeconfig"
         raise ConfigError(f"cannot use kubeconfig {path}: {text}",
                           "list contexts: kubectl config get-contexts") from err
-    except (OSError, ValueError, TypeError, KeyError) as err:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as err:
         raise ConfigError(f"cannot read kubeconfig {path}: {err}") from err
     configuration.retries = 0  # an unreachable server should fail fast, not after urllib3's retries
     return configuration
@@ -341,12 +401,7 @@ def list_pods(cluster: Cluster, *, namespace: str | None = None, node_name: str 
     One API call: the field selector ``spec.nodeName=NODE`` makes the server do the filtering, as
     the kubelet's own pod list does.
     """
-    if namespace is not None and (len(namespace) > 63 or not _LABEL.match(namespace)):
-        raise UsageError(f"invalid namespace {namespace!r}: not a DNS-1123 label",
-                         "namespaces are lower-case letters, digits and '-'")
-    if node_name is not None and (len(node_name) > 253 or not _SUBDOMAIN.match(node_name)):
-        raise UsageError(f"invalid node name {node_name!r}: not a DNS-1123 subdomain",
-                         "list nodes: kubectl get nodes")
+    validate_names(namespace=namespace, node_name=node_name)
     from kubernetes.client.exceptions import ApiException
 
     kwargs: dict[str, Any] = {"_request_timeout": cluster.options.request_timeout}
