@@ -9,7 +9,6 @@ is read again at the end so that a container that restarted meanwhile is reporte
 
 from __future__ import annotations
 
-import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -29,7 +28,8 @@ def collect_pod(target: Target, options: Options) -> PodMap:
         raise NotFoundError(f'container "{target.container}" not found in pod "{pod.name}"',
                             f"its containers: {names}")
     wanted = [c for c in pod.containers if target.container in (None, c.name)]
-    running = [c for c in wanted if c.state == "running"] if pod.phase == "Running" else []
+    # Init containers run while the pod is Pending: exactly when someone is debugging it.
+    running = [c for c in wanted if pod.runs(c)]
     notes: list[str] = []
 
     with ThreadPoolExecutor(max_workers=max(1, len(running) + 1)) as pool:
@@ -42,7 +42,7 @@ def collect_pod(target: Target, options: Options) -> PodMap:
 
     host: HostView | None = None
     if running:
-        host = _host_view(client, node, options)
+        host = hostprocs.host_view(client, node, options.via, timeout=options.exec_timeout)
         restarted, restart_notes = _restarts(cluster, target, pod)
         notes.extend(restart_notes)
         for name in restarted:
@@ -78,34 +78,6 @@ def _node_result(future: Future[tuple[Any, Node | None]], *,
             raise
         return None, None, f"node container not looked up: {err.message}"
     return client, node, None
-
-
-def _host_view(client: Any, node: Node | None, options: Options) -> HostView | None:
-    if node is None:
-        # No Docker access: the host's /proc still shows host PIDs and NSpid (by cgroup id), but
-        # not where the node sits in the chain.
-        if options.via == "docker" or not sys.platform.startswith("linux"):
-            raise DockerError("cannot read the node's processes without access to Docker",
-                              "run as root or as a member of the docker group")
-        return HostView(table=hostprocs.scan_local(), via="local", node_level=None, host_level=0)
-    if not node.running:
-        return None
-    visible = sys.platform.startswith("linux") and hostprocs.sees_container(node.container_id, node.host_pid)
-    if options.via == "local" and not visible:
-        raise DockerError(f"the processes of node {node.name} are not visible in this machine's /proc",
-                          "Docker runs elsewhere (Docker Desktop, remote DOCKER_HOST): use --via docker")
-    if options.via == "docker" or not visible:
-        table = hostprocs.scan_in_container(client, node.container_id, timeout=options.exec_timeout)
-        why = "requested with --via docker" if options.via == "docker" else \
-            "the node's processes are not visible in this machine's /proc"
-        return HostView(table=table, via="docker", node_level=0, host_level=None,
-                        notes=(f"read inside the node with docker exec ({why}): host PIDs cannot be seen",))
-    table = hostprocs.scan_local()
-    node_init = next((p for p in table.processes if p.pid == node.host_pid), None)
-    if node_init is None:
-        return HostView(table=table, via="local", node_level=None, host_level=0,
-                        notes=(f"the node's init (host PID {node.host_pid}) exited during the scan",))
-    return HostView(table=table, via="local", node_level=len(node_init.nspid) - 1, host_level=0)
 
 
 def _restarts(cluster: kube.Cluster, target: Target, before: Pod) -> tuple[set[str], list[str]]:

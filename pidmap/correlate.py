@@ -8,7 +8,7 @@ Disagreements between the two sides are kept as flags and notes, never dropped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 from pidmap.model import (
@@ -42,13 +42,27 @@ def correlate(pod: Pod, node: Node | None, probes: Mapping[str, ProbeResult], ho
         if only_container is not None and container.name != only_container:
             continue
         maps.append(map_container(pod, container, probes.get(container.name), host, probe_pids))
-    if pod.share_process_namespace and host is not None and pod.phase == "Running":
-        pod_notes.extend(_shared_namespace_init(pod, maps, host))
-    if pod.share_process_namespace and host is None and pod.phase == "Running":
-        pod_notes.append("the pod shares one PID namespace; without the host side each container "
-                         "lists every process of the pod")
+    if pod.share_process_namespace and any(pod.runs(m.container) for m in maps):
+        if host is not None:
+            pod_notes.extend(_shared_namespace_init(pod, maps, host))
+        else:
+            pod_notes.append("the pod shares one PID namespace; without the host side each container "
+                             "lists every process of the pod")
     return PodMap(pod=pod, node=node, containers=tuple(maps), notes=tuple(pod_notes),
                   via=host.via if host else None)
+
+
+def container_level(host: HostView, members: Iterable[RawProcess] = ()) -> int | None:
+    """Index in ``RawProcess.nspid`` of the PID in the container's own namespace.
+
+    One below the node. Where the node's depth is unknown (its init was not found), the members'
+    own depth is the best guess, and a process of a PID namespace nested inside the container is
+    then indistinguishable from the container's own.
+    """
+    if host.node_level is not None:
+        return host.node_level + 1
+    depth = max((len(proc.nspid) for proc in members), default=0)
+    return depth - 1 if depth > 1 else None
 
 
 def _shared_namespace_init(pod: Pod, maps: list[ContainerMap], host: HostView) -> list[str]:
@@ -58,13 +72,16 @@ def _shared_namespace_init(pod: Pod, maps: list[ContainerMap], host: HostView) -
     shows a PID 1 of its own; say which process it is and where, or readers look for it in vain.
     """
     namespace = next((m.pid_namespace for m in maps if m.pid_namespace), None)
-    candidates = [p for p in host.table.processes if p.nspid[-1] == 1 and len(p.nspid) > 1 and (
-        (namespace is not None and p.pid_ns == namespace) or (p.pid_ns is None and p.pod_uid == pod.uid))]
+    table = host.table
+    in_pod = [p for p in (*table.by_pid_ns.get(namespace or -1, ()), *table.by_pod_uid.get(pod.uid, ()))
+              if p.pid_ns == namespace or p.pid_ns is None]
+    level = container_level(host, in_pod)
+    candidates = [p for p in in_pod if p.pid_at(level) == 1]
     if not candidates:
         return []
-    init = max(candidates, key=lambda p: len(p.nspid))
+    init = candidates[0]
     where = ", ".join(f"{label} PID {pid}" for label, pid in (
-        ("node", _level(init, host.node_level)), ("host", _level(init, host.host_level))) if pid is not None)
+        ("node", init.pid_at(host.node_level)), ("host", init.pid_at(host.host_level))) if pid is not None)
     inode = f" {namespace}" if namespace else ""
     return [f"the containers share one PID namespace{inode}; its PID 1 is the pod's sandbox process "
             f"{init.cmdline or init.name!r}" + (f" ({where})" if where else "")]
@@ -95,13 +112,6 @@ def explain_not_running(pod: Pod) -> list[str]:
     return [why + (f"; containers that ran: {ran_text}" if ran_text else "")]
 
 
-def _level(proc: RawProcess, level: int | None) -> int | None:
-    # The node sits at a fixed depth below the reader; a process shallower than that is not in it.
-    if level is None or level >= len(proc.nspid):
-        return None
-    return proc.nspid[level]
-
-
 def _start_time(table: ProcessTable, proc: RawProcess) -> str | None:
     if proc.start_ticks is None or table.boot_time is None:
         return None
@@ -118,33 +128,33 @@ def _user(uid: int | None, users: Mapping[int, str]) -> str | None:
 def _members(pod: Pod, container: Container, probe_ns: int | None, host: HostView) -> list[RawProcess]:
     """The host-side processes of one container.
 
-    By PID-namespace inode where both sides know it; otherwise (inode unreadable: not root, or a
-    node without CAP_SYS_PTRACE; or no probe) by the cgroup's container ID. A cgroup can also hold
-    processes of outer namespaces (a runtime's helper between fork and exec), so of the
-    cgroup-matched ones only the most deeply nested are the container's own.
+    By PID-namespace inode where both sides know it; by the cgroup's container ID otherwise (inode
+    unreadable: not root, or a node without CAP_SYS_PTRACE; or no probe) and for processes of a PID
+    namespace nested inside the container (docker-in-docker, ``unshare -p``), which keep its cgroup.
+    A cgroup can also hold processes at the node's level (a runtime's helper between fork and
+    exec): they have no PID in the container's namespace and are not its own.
     """
     cid = container.container_id
+    table = host.table
     by_ns: list[RawProcess] = []
-    by_cgroup: list[RawProcess] = []
-    for proc in host.table.processes:
-        if probe_ns is not None and proc.pid_ns is not None:
-            if proc.pid_ns != probe_ns:
-                continue
-            # shareProcessNamespace: one namespace for the pod, the cgroup tells containers apart.
-            if not pod.share_process_namespace or proc.cgroup_id is None or proc.cgroup_id == cid:
-                by_ns.append(proc)
-        elif cid is not None and proc.cgroup_id == cid:
-            by_cgroup.append(proc)
-    if by_cgroup:
-        depth = max(len(proc.nspid) for proc in [*by_ns, *by_cgroup])
-        by_cgroup = [proc for proc in by_cgroup if len(proc.nspid) == depth and depth > 1]
+    if probe_ns is not None:
+        # shareProcessNamespace: one namespace for the pod, the cgroup tells containers apart.
+        by_ns = [proc for proc in table.by_pid_ns.get(probe_ns, ())
+                 if not pod.share_process_namespace or proc.cgroup_id is None or proc.cgroup_id == cid]
+    seen = {proc.pid for proc in by_ns}
+    by_cgroup = [proc for proc in table.by_cgroup.get(cid or "", ()) if proc.pid not in seen]
+    if by_ns or host.node_level is not None:
+        level = container_level(host, by_ns)
+    else:
+        level = container_level(host, by_cgroup)
+    by_cgroup = [proc for proc in by_cgroup if proc.pid_at(level) is not None]
     return [*by_ns, *by_cgroup]
 
 
 def map_container(pod: Pod, container: Container, probe: ProbeResult | None,
                   host: HostView | None, probe_pids: frozenset[int] = frozenset()) -> ContainerMap:
     notes: list[str] = []
-    if container.state != "running" or pod.phase != "Running":
+    if not pod.runs(container):
         return ContainerMap(container=container, pid_namespace=None, cgroup_id=container.container_id,
                             processes=(), notes=tuple(notes))
     table = probe.table if probe else None
@@ -154,24 +164,29 @@ def map_container(pod: Pod, container: Container, probe: ProbeResult | None,
         notes.append(f"{container.name}: {probe.error}; {side}")
 
     members = _members(pod, container, probe_ns, host) if host else []
-    pid_ns = probe_ns or next((p.pid_ns for p in members if p.pid_ns), None)
-    # container PID -> host-side record; the innermost NSpid entry is the PID in its own namespace.
-    host_by_cpid = {p.nspid[-1]: p for p in members}
-    host_by_reader_pid = {p.pid: p for p in host.table.processes} if host else {}
-    shared_all: dict[int, RawProcess] = {}
+    level = container_level(host, members) if host else None
+    pid_ns = probe_ns or next((p.pid_ns for p in members if p.pid_ns and p.pid_at(level) == 1), None) \
+        or next((p.pid_ns for p in members if p.pid_ns), None)
+    # container PID -> host-side record: the PID one level below the node's (see RawProcess.pid_at).
+    host_by_cpid: dict[int, RawProcess] = {}
+    for member in members:
+        cpid = member.pid_at(level)
+        if cpid is not None:
+            host_by_cpid.setdefault(cpid, member)
+    shared_all: set[int] = set()
     if host and pod.share_process_namespace:
         # Every process of the pod's one namespace (pause and the other containers included).
-        by_inode = [p for p in host.table.processes if probe_ns is not None and p.pid_ns == probe_ns]
-        by_pod = [p for p in host.table.processes if p.pid_ns is None and p.pod_uid == pod.uid]
-        depth = max((len(p.nspid) for p in by_pod), default=0)
-        shared_all = {p.nspid[-1]: p for p in [*by_inode, *(p for p in by_pod if len(p.nspid) == depth)]}
+        by_inode = host.table.by_pid_ns.get(probe_ns or -1, ())
+        by_pod = [p for p in host.table.by_pod_uid.get(pod.uid, ()) if p.pid_ns is None]
+        shared_all = {cpid for p in (*by_inode, *by_pod) if (cpid := p.pid_at(level)) is not None}
     host_complete = host is not None and bool(members)
 
     rows: list[Process] = []
     seen: set[int] = set()
     gone: list[int] = []
+    # The probe reads /proc inside the container: its PIDs are the container's own.
     for proc in table.processes if table else ():
-        cpid = proc.nspid[-1]
+        cpid = proc.pid
         if cpid in probe_pids:
             continue
         if pod.share_process_namespace and host and cpid not in host_by_cpid and cpid in shared_all:
@@ -194,9 +209,9 @@ def map_container(pod: Pod, container: Container, probe: ProbeResult | None,
         flags = ["new"] if table else []
         if table:
             new.append(cpid)
-        parent = host_by_reader_pid.get(hproc.ppid)
-        ppid = parent.nspid[-1] if parent is not None and parent.pid_ns == hproc.pid_ns \
-            and len(parent.nspid) == len(hproc.nspid) else 0
+        # The parent's PID in the container's namespace; 0 (as ps shows) for a parent outside it.
+        parent = host.table.by_pid.get(hproc.ppid) if host else None
+        ppid = (parent.pid_at(level) if parent is not None else None) or 0
         rows.append(_row(cpid, None, hproc, host, None, flags, ppid=ppid))
     if gone:
         notes.append(f"{container.name}: PIDs {_pids(gone)} seen in the container are gone on the host "
@@ -232,8 +247,8 @@ def _row(cpid: int, proc: RawProcess | None, hproc: RawProcess | None, host: Hos
     seen_by = proc or hproc
     return Process(
         container_pid=cpid,
-        node_pid=_level(hproc, host.node_level) if hproc and host else None,
-        host_pid=_level(hproc, host.host_level) if hproc and host else None,
+        node_pid=hproc.pid_at(host.node_level) if hproc and host else None,
+        host_pid=hproc.pid_at(host.host_level) if hproc and host else None,
         ppid=proc.ppid if proc is not None else ppid,
         user=user,
         state=seen_by.state if seen_by else None,

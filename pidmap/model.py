@@ -7,12 +7,15 @@ seen from here" and is rendered as ``-`` (``null`` in JSON).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from functools import cached_property
+from typing import Literal, TypeVar
 
 ContainerType = Literal["init", "app", "ephemeral"]
 ContainerState = Literal["running", "waiting", "terminated", "unknown"]
 Via = Literal["auto", "local", "docker"]
+_Key = TypeVar("_Key", int, str)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,12 @@ class Pod:
     def container(self, name: str) -> Container | None:
         return next((c for c in self.containers if c.name == name), None)
 
+    def runs(self, container: Container) -> bool:
+        """True when ``container`` has processes to map: its state is running and the pod's node
+        answers. A Pending pod runs its init containers (that is when people debug it); a pod in
+        Unknown phase has states nobody can vouch for, and a finished pod runs nothing."""
+        return container.state == "running" and self.phase in ("Running", "Pending") and bool(self.node_name)
+
 
 Provider = Literal["kind", "minikube", "k3d", "docker"]
 
@@ -102,6 +111,17 @@ class RawProcess:
     pod_uid: str | None = None  # the pod<uid> component of the cgroup path (kubepods layouts)
     start_ticks: int | None = None  # field 22 of /proc/PID/stat, clock ticks since boot
 
+    def pid_at(self, level: int | None) -> int | None:
+        """The PID ``level`` namespaces below the reader's; None when the process is not that deep.
+
+        With the node at ``node_level``, the container's own PID is at ``node_level + 1`` — not
+        ``nspid[-1]``, which for a process in a PID namespace nested inside the container
+        (docker-in-docker, ``unshare -p``) is its PID in that inner namespace.
+        """
+        if level is None or level >= len(self.nspid):
+            return None
+        return self.nspid[level]
+
 
 @dataclass(frozen=True)
 class ProcessTable:
@@ -114,6 +134,34 @@ class ProcessTable:
     boot_time: float | None = None  # seconds since the epoch, to turn start_ticks into times
     clock_ticks: int = 100
     notes: tuple[str, ...] = ()
+
+    # Indexes built once per table: ``pidmap node`` correlates every container of every pod
+    # against the same table, and a pass over all processes per container and purpose adds up.
+    @cached_property
+    def by_pid(self) -> dict[int, RawProcess]:
+        return {proc.pid: proc for proc in self.processes}
+
+    @cached_property
+    def by_cgroup(self) -> dict[str, tuple[RawProcess, ...]]:
+        return _group(self.processes, lambda proc: proc.cgroup_id)
+
+    @cached_property
+    def by_pid_ns(self) -> dict[int, tuple[RawProcess, ...]]:
+        return _group(self.processes, lambda proc: proc.pid_ns)
+
+    @cached_property
+    def by_pod_uid(self) -> dict[str, tuple[RawProcess, ...]]:
+        return _group(self.processes, lambda proc: proc.pod_uid)
+
+
+def _group(processes: tuple[RawProcess, ...],
+           key: Callable[[RawProcess], _Key | None]) -> dict[_Key, tuple[RawProcess, ...]]:
+    groups: dict[_Key, list[RawProcess]] = {}
+    for proc in processes:
+        value = key(proc)
+        if value is not None:
+            groups.setdefault(value, []).append(proc)
+    return {value: tuple(procs) for value, procs in groups.items()}
 
 
 @dataclass(frozen=True)
@@ -130,6 +178,15 @@ class HostView:
     node_level: int | None
     host_level: int | None
     notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Everything ``pidmap whois`` reads about the asked-for process."""
+
+    process: RawProcess  # as the host's /proc sees it (pid = host PID)
+    cgroup_text: str  # /proc/PID/cgroup, whole
+    ns_ancestry: tuple[int, ...] | None  # its PID namespace, then each parent's inode; None: unreadable
 
 
 @dataclass(frozen=True)
@@ -176,4 +233,5 @@ class PodMap:
 
     @property
     def running(self) -> bool:
-        return self.pod.phase == "Running"
+        """Some container asked for runs: there are processes to map (else exit NOT_RUNNING)."""
+        return any(self.pod.runs(cmap.container) for cmap in self.containers)

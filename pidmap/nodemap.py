@@ -11,38 +11,29 @@ that user names are the host's uid numbers (the container's /etc/passwd is not r
 
 from __future__ import annotations
 
-import sys
+import functools
+from collections.abc import Mapping
 from typing import Any
 
 from pidmap.correlate import correlate
-from pidmap.errors import DockerError, NotFoundError
-from pidmap.model import HostView, Node, Options, Pod, PodMap, ProcessTable
+from pidmap.errors import NotFoundError
+from pidmap.model import HostView, Node, Options, Pod, PodMap
 
 
 def _sorted(pods: list[Pod]) -> list[Pod]:
     return sorted(pods, key=lambda pod: (pod.namespace, pod.name))
 
 
-def map_pods(pods: list[Pod], nodes_by_name: dict[str, Node], table: ProcessTable | None,
-             *, via: str = "local") -> list[PodMap]:
-    """Pure: each pod correlated against one host table (None: no host side could be read)."""
-    by_pid = {p.pid: p for p in table.processes} if table else {}
-    views: dict[str, HostView | None] = {}
+def map_pods(pods: list[Pod], nodes_by_name: dict[str, Node],
+             views: Mapping[str, HostView | None]) -> list[PodMap]:
+    """Pure: each pod correlated against its node's host view (absent: no host side was read)."""
     result = []
     for pod in _sorted(pods):
         node = nodes_by_name.get(pod.node_name or "")
         notes: tuple[str, ...] = ()
-        host: HostView | None = None
         if pod.node_name and node is None:
             notes = (f"node {pod.node_name} is not a Docker container on this engine",)
-        if node is not None and node.running and table is not None and pod.phase == "Running":
-            if node.name not in views:
-                init = by_pid.get(node.host_pid or -1)
-                views[node.name] = None if init is None else HostView(
-                    table=table, via="local", node_level=len(init.nspid) - 1, host_level=0)
-            host = views[node.name]
-            if host is None:
-                notes = (f"the processes of node {node.name} are not visible in this machine's /proc",)
+        host = views.get(node.name) if node is not None else None
         result.append(correlate(pod, node, {}, host, notes=notes))
     return result
 
@@ -85,30 +76,11 @@ def collect_all(namespace: str | None, options: Options) -> list[PodMap]:
 def _collect(pods: list[Pod], found: dict[str, Node], client: Any, options: Options) -> list[PodMap]:
     from pidmap.sources import hostprocs
 
-    if not any(pod.phase == "Running" for pod in pods) or not found:
-        return map_pods(pods, found, None)
-    local = options.via != "docker" and sys.platform.startswith("linux") and all(
-        hostprocs.sees_container(node.container_id, node.host_pid) for node in found.values() if node.running)
-    if local:
-        return map_pods(pods, found, hostprocs.scan_local())
-    if options.via == "local":
-        raise DockerError("the node containers' processes are not visible in this machine's /proc",
-                          "Docker runs elsewhere (Docker Desktop, remote DOCKER_HOST): use --via docker")
-    # One scan per node, read inside it: node PIDs and container PIDs, no host PIDs.
-    result: list[PodMap] = []
-    for name, node in found.items():
-        on_node = [pod for pod in pods if pod.node_name == name]
-        table = hostprocs.scan_in_container(client, node.container_id, timeout=options.exec_timeout) \
-            if node.running else None
-        result.extend(_map_in_node(on_node, node, table))
-    rest = [pod for pod in pods if pod.node_name not in found]
-    result.extend(map_pods(rest, {}, None))
-    return sorted(result, key=lambda m: (m.pod.namespace, m.pod.name))
-
-
-def _map_in_node(pods: list[Pod], node: Node, table: ProcessTable | None) -> list[PodMap]:
-    note = "read inside the node with docker exec: host PIDs cannot be seen"
-    host = None
-    if table is not None:
-        host = HostView(table=table, via="docker", node_level=0, host_level=None, notes=(note,))
-    return [correlate(pod, node, {}, host if pod.phase == "Running" else None) for pod in _sorted(pods)]
+    views: dict[str, HostView | None] = {}
+    if any(pod.runs(c) for pod in pods for c in pod.containers):
+        # One scan of this machine's /proc serves every node whose processes it shows.
+        local = functools.cache(hostprocs.scan_local)
+        for name, node in found.items():
+            views[name] = hostprocs.host_view(client, node, options.via, timeout=options.exec_timeout,
+                                              local=local)
+    return map_pods(pods, found, views)

@@ -8,37 +8,22 @@
            namespace shared with a process whose cgroup does match; else the pod UID in the cgroup
            path (the pod's sandbox, i.e. its pause process)
 
-``identify`` is pure (recorded fixtures test it); ``whois`` does the reading.
+``identify`` is pure (recorded fixtures test it); ``whois`` has ``pidmap.sources`` do the reading.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from pidmap.errors import DockerError, NotFoundError, UsageError
-from pidmap.model import Container, Node, Options, Pod, ProcessTable, RawProcess
+from pidmap.model import Container, Node, Options, Pod, ProcessTable, Subject
 from pidmap.procfs import cgroup_pod_uid
 
 Level = Literal["host", "node"]
 Kind = Literal["container", "pod-sandbox", "node", "other-container", "host"]
-
-# ioctl(2) on an nsfs fd: _IO(0xb7, 0x2), linux/nsfs.h. Fails with EPERM at the reader's own root.
-NS_GET_PARENT = 0xB702
-
-
-@dataclass(frozen=True)
-class Subject:
-    """Everything read about the asked-for process."""
-
-    process: RawProcess  # as the host's /proc sees it (pid = host PID)
-    cgroup_text: str  # /proc/PID/cgroup, whole
-    ns_ancestry: tuple[int, ...] | None  # its PID namespace, then each parent's inode; None: unreadable
 
 
 @dataclass(frozen=True)
@@ -118,14 +103,14 @@ def identify(subject: Subject, nodes: Sequence[NodeInfo], pods: Sequence[Pod],
                       summary=f"host PID {proc.pid} is a process of the host itself, in no node container",
                       **base)
     node = info.node
-    node_pid = proc.nspid[info.level] if len(proc.nspid) > info.level else None
+    node_pid = proc.pid_at(info.level)
     base["node"] = node
     if proc.pid == node.host_pid:
         return Answer(kind="node", node_pid=node_pid, container_pid=None, matched_by="node init host PID",
                       summary=f"host PID {proc.pid} is the init process (node PID {node_pid}) of node "
                               f"container {node.name}: no pod owns it", **base)
     # The container's own namespace is the one just below the node's.
-    container_pid = proc.nspid[info.level + 1] if len(proc.nspid) > info.level + 1 else None
+    container_pid = proc.pid_at(info.level + 1)
     found = _container_of(pods, proc.cgroup_id)
     matched_by = "cgroup container ID"
     if found is None and proc.cgroup_id is None and table is not None and proc.pid_ns is not None:
@@ -226,48 +211,16 @@ def render(answer: Answer, output: str) -> str:
 
 # --------------------------------------------------------------------------------------- reading
 
-def pid_ns_ancestry(pid: int, procfs_root: str = "/proc") -> tuple[int, ...] | None:
-    """Inodes of the process's PID namespace and each of its parents; None when unreadable."""
-    try:
-        fd = os.open(Path(procfs_root) / str(pid) / "ns" / "pid", os.O_RDONLY)
-    except OSError:
-        return None
-    inodes = [os.fstat(fd).st_ino]
-    try:
-        while True:
-            try:
-                parent = fcntl.ioctl(fd, NS_GET_PARENT)
-            except OSError:
-                break  # EPERM: the reader's own namespace (or one outside it) is the top
-            os.close(fd)
-            fd = parent
-            inodes.append(os.fstat(fd).st_ino)
-    finally:
-        os.close(fd)
-    return tuple(inodes)
-
-
-def _subject(pid: int, procfs_root: str) -> Subject | None:
+def _node_infos(nodes: Sequence[Node], table: ProcessTable) -> list[NodeInfo]:
     from pidmap.sources import hostprocs
 
-    proc, _ = hostprocs.read_process(Path(procfs_root), pid)
-    if proc is None:
-        return None
-    try:
-        cgroup_text = (Path(procfs_root) / str(pid) / "cgroup").read_text()
-    except OSError:
-        return None
-    return Subject(process=proc, cgroup_text=cgroup_text, ns_ancestry=pid_ns_ancestry(pid, procfs_root))
-
-
-def _node_infos(nodes: Sequence[Node], table: ProcessTable) -> list[NodeInfo]:
-    by_pid = {p.pid: p for p in table.processes}
     infos = []
     for node in nodes:
-        init = by_pid.get(node.host_pid or -1)
-        if init is None:
+        level = hostprocs.node_level(table, node)
+        if level is None:
             continue  # stopped, or its processes are not on this machine's /proc
-        infos.append(NodeInfo(node=node, level=len(init.nspid) - 1, pid_ns=init.pid_ns))
+        init = table.by_pid[node.host_pid or -1]
+        infos.append(NodeInfo(node=node, level=level, pid_ns=init.pid_ns))
     return infos
 
 
@@ -292,16 +245,16 @@ def whois(pid: int, options: Options, *, level: Level = "host", node_name: str |
                                 "machine can see", f"node containers: {known}")
         subject = _node_subject(pid, info, table, procfs_root)
     else:
-        found = _subject(pid, procfs_root)
+        found = hostprocs.read_subject(pid, procfs_root)
         if found is None:
             raise NotFoundError(f"no process with PID {pid} on this host",
                                 "list processes with ps -e; for a PID shown inside a node container use "
                                 "--level node --node NODE")
         subject = found
         if node_list and not infos and any(n.running for n in node_list):
-            raise DockerError("the node containers' processes are not visible in this machine's /proc",
-                              "run pidmap whois on the Docker host itself (not Docker Desktop or a remote "
-                              "DOCKER_HOST)")
+            error = hostprocs.not_visible("the node containers")
+            raise DockerError(error.message, "run pidmap whois on the Docker host itself (not Docker Desktop "
+                              "or a remote DOCKER_HOST)")
     info = node_of(subject, infos)
     pods: list[Pod] = []
     if info is not None and subject.process.pid != info.node.host_pid:
@@ -310,10 +263,12 @@ def whois(pid: int, options: Options, *, level: Level = "host", node_name: str |
 
 
 def _node_subject(pid: int, info: NodeInfo, table: ProcessTable, procfs_root: str) -> Subject:
+    from pidmap.sources import hostprocs
+
     for proc in table.processes:
         if len(proc.nspid) <= info.level or proc.nspid[info.level] != pid:
             continue
-        subject = _subject(proc.pid, procfs_root)
+        subject = hostprocs.read_subject(proc.pid, procfs_root)
         if subject is not None and node_of(subject, [info]) is info:
             return subject
     raise NotFoundError(f"no process with PID {pid} in node {info.node.name}",

@@ -15,14 +15,17 @@ Nothing here knows about pods: ``pidmap whois`` and ``pidmap node`` reuse the sa
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from pidmap.errors import DockerError
-from pidmap.model import ProcessTable, RawProcess
+from pidmap.model import HostView, Node, ProcessTable, RawProcess, Subject, Via
 from pidmap.procfs import (
     PROBE_MARKER,
     SCAN_SCRIPT,
@@ -39,6 +42,9 @@ from pidmap.procfs import (
 
 DEFAULT_PROCFS = "/proc"
 
+# ioctl(2) on an nsfs fd: _IO(0xb7, 0x2), linux/nsfs.h. Fails with EPERM at the reader's own root.
+NS_GET_PARENT = 0xB702
+
 
 def _pids(root: Path) -> list[int]:
     if str(root) == psutil.PROCFS_PATH:
@@ -48,29 +54,65 @@ def _pids(root: Path) -> list[int]:
 
 def read_process(root: Path, pid: int) -> tuple[RawProcess | None, bool]:
     """One process from ``root``/PID; (None, _) when it vanished. The flag: ns link was denied."""
+    proc, denied, _ = _read_process(root, pid)
+    return proc, denied
+
+
+def _read_process(root: Path, pid: int) -> tuple[RawProcess | None, bool, str]:
     base = root / str(pid)
     try:
         status = parse_status((base / "status").read_text())
         if status is None:
-            return None, False
+            return None, False, ""
         cmdline = parse_cmdline((base / "cmdline").read_bytes())
         cgroup_text = (base / "cgroup").read_text()
         cgroup_id = cgroup_container_id(cgroup_text)
         start_ticks = parse_stat_start_ticks((base / "stat").read_text())
     except (FileNotFoundError, ProcessLookupError):
-        return None, False
+        return None, False, ""
     except PermissionError:
-        return None, True
+        return None, True, ""
     denied = False
     pid_ns: int | None = None
     try:
         pid_ns = parse_ns_link(os.readlink(base / "ns" / "pid"))
     except (FileNotFoundError, ProcessLookupError):
-        return None, False
+        return None, False, ""
     except PermissionError:
         denied = True  # another user's process and we are not root: NSpid still tells the PIDs
     return raw_process(pid, status, cmdline, pid_ns=pid_ns, cgroup_id=cgroup_id,
-                       start_ticks=start_ticks, pod_uid=cgroup_pod_uid(cgroup_text)), denied
+                       start_ticks=start_ticks, pod_uid=cgroup_pod_uid(cgroup_text)), denied, cgroup_text
+
+
+def read_subject(pid: int, procfs_root: str = DEFAULT_PROCFS) -> Subject | None:
+    """The process ``pidmap whois`` asks about, with its whole cgroup file and namespace ancestry;
+    None when no such process exists (or it exited)."""
+    root = Path(procfs_root)
+    proc, _, cgroup_text = _read_process(root, pid)
+    if proc is None:
+        return None
+    return Subject(process=proc, cgroup_text=cgroup_text, ns_ancestry=pid_ns_ancestry(pid, procfs_root))
+
+
+def pid_ns_ancestry(pid: int, procfs_root: str = DEFAULT_PROCFS) -> tuple[int, ...] | None:
+    """Inodes of the process's PID namespace and each of its parents; None when unreadable."""
+    try:
+        fd = os.open(Path(procfs_root) / str(pid) / "ns" / "pid", os.O_RDONLY)
+    except OSError:
+        return None
+    inodes = [os.fstat(fd).st_ino]
+    try:
+        while True:
+            try:
+                parent = fcntl.ioctl(fd, NS_GET_PARENT)
+            except OSError:
+                break  # EPERM: the reader's own namespace (or one outside it) is the top
+            os.close(fd)
+            fd = parent
+            inodes.append(os.fstat(fd).st_ino)
+    finally:
+        os.close(fd)
+    return tuple(inodes)
 
 
 def _boot_time(root: Path) -> float | None:
@@ -81,12 +123,6 @@ def _boot_time(root: Path) -> float | None:
     except (OSError, ValueError):
         return None
     return None
-
-
-def _users() -> dict[int, str]:
-    import pwd
-
-    return {entry.pw_uid: entry.pw_name for entry in pwd.getpwall()}
 
 
 def scan_local(procfs_root: str = DEFAULT_PROCFS) -> ProcessTable:
@@ -110,17 +146,9 @@ def scan_local(procfs_root: str = DEFAULT_PROCFS) -> ProcessTable:
     own = frozenset({os.getpid()}) if str(root) == DEFAULT_PROCFS else frozenset()
     return ProcessTable(
         processes=tuple(proc for proc in processes if proc.pid not in own),
-        reader_pid_ns=reader_ns, own_pids=own, users=_users(), boot_time=_boot_time(root),
+        reader_pid_ns=reader_ns, own_pids=own, boot_time=_boot_time(root),
         clock_ticks=os.sysconf("SC_CLK_TCK"), notes=tuple(notes),
     )
-
-
-def can_read_ns_links(procfs_root: str = DEFAULT_PROCFS, pid: int = 1) -> bool:
-    try:
-        os.readlink(Path(procfs_root) / str(pid) / "ns" / "pid")
-    except OSError:
-        return False
-    return True
 
 
 def sees_container(container_id: str, host_pid: int | None, procfs_root: str = DEFAULT_PROCFS) -> bool:
@@ -141,10 +169,17 @@ def sees_container(container_id: str, host_pid: int | None, procfs_root: str = D
 def scan_in_container(client: Any, container_id: str, *, timeout: float = 30.0) -> ProcessTable:
     """Run the scan inside a (node) container with ``docker exec``; PIDs are that container's view."""
     import docker.errors
+    import requests
+
+    from pidmap.sources.nodes import docker_client
 
     try:
-        container = client.containers.get(container_id)
+        # The SDK's socket timeout is docker exec's only limit: a client of its own carries ``timeout``.
+        container = docker_client(timeout=timeout).containers.get(container_id)
         result = container.exec_run(["sh", "-c", SCAN_SCRIPT, PROBE_MARKER, "full"], demux=True)
+    except (requests.RequestException, OSError) as err:
+        raise DockerError(f"the node-side reader gave no answer within {timeout:g}s "
+                          f"({type(err).__name__})", "is the node container stuck? docker top NODE") from err
     except docker.errors.NotFound as err:
         raise DockerError(f"node container {container_id[:12]} no longer exists",
                           "the node was removed while pidmap ran; check: docker ps") from err
@@ -166,3 +201,50 @@ def scan_in_container(client: Any, container_id: str, *, timeout: float = 30.0) 
             "the node needs /bin/sh and /proc; try --via local on the Docker host",
         ) from err
     return table
+
+
+def node_level(table: ProcessTable, node: Node) -> int | None:
+    """Index of the node's PIDs in the NSpid lines of ``table`` (read on the Docker host): the
+    depth of the node's init; None when the init is not in the table (stopped, or elsewhere)."""
+    init = table.by_pid.get(node.host_pid or -1)
+    return None if init is None else len(init.nspid) - 1
+
+
+def not_visible(what: str) -> DockerError:
+    return DockerError(f"the processes of {what} are not visible in this machine's /proc",
+                       "Docker runs elsewhere (Docker Desktop, remote DOCKER_HOST): use --via docker")
+
+
+def host_view(client: Any, node: Node | None, via: Via, *, timeout: float,
+              local: Callable[[], ProcessTable] = scan_local) -> HostView | None:
+    """The outer side of the chain for the pods of ``node``: this machine's /proc when the node's
+    processes are in it (``via`` auto or local), else a scan run inside the node with docker exec.
+
+    ``local`` gives the host table; callers mapping several nodes pass one that scans once.
+    None for a stopped node (nothing runs in it).
+    """
+    if node is None:
+        # No Docker access: the host's /proc still shows host PIDs and NSpid (by cgroup id), but
+        # not where the node sits in the chain.
+        if via == "docker" or not sys.platform.startswith("linux"):
+            raise DockerError("cannot read the node's processes without access to Docker",
+                              "run as root or as a member of the docker group")
+        return HostView(table=local(), via="local", node_level=None, host_level=0)
+    if not node.running:
+        return None
+    visible = via != "docker" and sys.platform.startswith("linux") and sees_container(
+        node.container_id, node.host_pid)
+    if via == "local" and not visible:
+        raise not_visible(f"node {node.name}")
+    if not visible:
+        table = scan_in_container(client, node.container_id, timeout=timeout)
+        why = "requested with --via docker" if via == "docker" else \
+            "the node's processes are not visible in this machine's /proc"
+        return HostView(table=table, via="docker", node_level=0, host_level=None,
+                        notes=(f"read inside the node with docker exec ({why}): host PIDs cannot be seen",))
+    table = local()
+    level = node_level(table, node)
+    if level is None:
+        return HostView(table=table, via="local", node_level=None, host_level=0,
+                        notes=(f"the node's init (host PID {node.host_pid}) exited during the scan",))
+    return HostView(table=table, via="local", node_level=level, host_level=0)
