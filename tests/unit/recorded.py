@@ -1,20 +1,15 @@
-"""Load the recorded chain fixture (tests/fixtures/record.py) into pidmap's records."""
+"""Load the recorded fixtures (tests/fixtures/record*.py) into pidmap's records."""
 
 from __future__ import annotations
 
 import json
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pidmap.model import Container, HostView, Node, Pod, ProcessTable, RawProcess
-from pidmap.procfs import (
-    cgroup_container_id,
-    cgroup_pod_uid,
-    parse_ns_link,
-    parse_stat_start_ticks,
-    parse_status,
-    raw_process,
-)
+from pidmap.sources.hostprocs import scan_local
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -25,16 +20,23 @@ def load(name: str = "chain_minikube_cgroupfs.json") -> dict[str, Any]:
 
 
 def host_processes(doc: dict[str, Any], *, with_ns: bool = True) -> list[RawProcess]:
-    out = []
-    for pid, files in doc["host_proc"].items():
-        status = parse_status(files["status"])
-        assert status is not None
-        out.append(raw_process(int(pid), status, files["cmdline"].replace("\0", " ").strip(),
-                               pid_ns=parse_ns_link(files["ns_pid"]) if with_ns else None,
-                               cgroup_id=cgroup_container_id(files["cgroup"]),
-                               start_ticks=parse_stat_start_ticks(files["stat"]),
-                               pod_uid=cgroup_pod_uid(files["cgroup"])))
-    return out
+    """The recorded /proc files laid out as a procfs tree and read by pidmap's real scanner.
+
+    ``with_ns=False`` stands for a reader that is not root: the kernel then refuses the ns links
+    (EACCES), which a root test run cannot reproduce, so the inode is blanked after the scan.
+    """
+    with tempfile.TemporaryDirectory(prefix="pidmap-procfs-") as root:
+        for pid, files in doc["host_proc"].items():
+            base = Path(root) / pid
+            (base / "ns").mkdir(parents=True)
+            (base / "status").write_text(files["status"])
+            (base / "cgroup").write_text(files["cgroup"])
+            (base / "stat").write_text(files["stat"])
+            (base / "cmdline").write_bytes(files["cmdline"].encode())
+            (base / "ns" / "pid").symlink_to(files["ns_pid"])  # readlink gives "pid:[INODE]"
+        table = scan_local(root)
+    assert len(table.processes) == len(doc["host_proc"])  # the scanner read every recorded process
+    return [proc if with_ns else replace(proc, pid_ns=None) for proc in table.processes]
 
 
 def local_view(doc: dict[str, Any], *, with_ns: bool = True,
