@@ -1,4 +1,6 @@
-"""The one call the CLI makes: gather every view of a pod, in parallel, and correlate them.
+"""The calls the CLI makes: gather every view, hand it to the pure core (correlate, nodemap, whois).
+
+``pidmap show POD``: every view of one pod, in parallel:
 
     pod (API) ─┬─ probe per running container (exec, threads) ─┐
                └─ node container (Docker SDK) ─ host scan ──────┴─ correlate → PodMap
@@ -9,14 +11,18 @@ is read again at the end so that a container that restarted meanwhile is reporte
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 from pidmap.correlate import correlate
-from pidmap.errors import DockerError, ExecError, NotFoundError, PidmapError
-from pidmap.model import HostView, Node, Options, Pod, PodMap, Target
+from pidmap.errors import DockerError, ExecError, NotFoundError, PidmapError, UsageError
+from pidmap.model import HostView, Node, Options, Pod, PodMap, ProcessTable, Subject, Target
+from pidmap.nodemap import map_pods
 from pidmap.sources import hostprocs, kube, nodes
+from pidmap.whois import Answer, Level, NodeInfo, identify, node_of
 
 
 def collect_pod(target: Target, options: Options) -> PodMap:
@@ -106,3 +112,109 @@ def _restarts(cluster: kube.Cluster, target: Target, before: Pod) -> tuple[set[s
             notes.append(f"{old.name}: stopped while pidmap collected (now {new.state}"
                          + (f", {new.reason}" if new.reason else "") + ")")
     return restarted, notes
+
+
+# --- pidmap node / show --all: every pod of a node or namespace from one scan, no exec --------
+
+def collect_node(node_name: str, options: Options) -> list[PodMap]:
+    """Every pod scheduled on ``node_name``, mapped from one host scan and one list call."""
+    cluster = kube.Cluster(options)
+    pods = kube.list_pods(cluster, node_name=node_name)
+    client = nodes.docker_client()
+    try:
+        node = nodes.find_node(client, node_name)
+    except nodes.NodeNotDockerError as err:
+        if not pods:
+            raise NotFoundError(f"node {node_name} not found: no node container and no pod on it",
+                                "list nodes: kubectl get nodes") from err
+        raise
+    return _collect(pods, {node.name: node}, client, options)
+
+
+def collect_all(namespace: str | None, options: Options) -> list[PodMap]:
+    """Every pod of ``namespace`` (all namespaces when None), grouped by node, one scan in all."""
+    pods = kube.list_pods(kube.Cluster(options), namespace=namespace)
+    found: dict[str, Node] = {}
+    client: Any = None
+    wanted = sorted({pod.node_name for pod in pods if pod.node_name})
+    if wanted:
+        client = nodes.docker_client()
+        for name in wanted:
+            try:
+                found[name] = nodes.find_node(client, name)
+            except nodes.NodeNotDockerError:
+                continue  # reported as a note on each of its pods
+    return _collect(pods, found, client, options)
+
+
+def _collect(pods: list[Pod], found: dict[str, Node], client: Any, options: Options) -> list[PodMap]:
+    views: dict[str, HostView | None] = {}
+    if any(pod.runs(c) for pod in pods for c in pod.containers):
+        # One scan of this machine's /proc serves every node whose processes it shows.
+        local = functools.cache(hostprocs.scan_local)
+        for name, node in found.items():
+            views[name] = hostprocs.host_view(client, node, options.via, timeout=options.exec_timeout,
+                                              local=local)
+    return map_pods(pods, found, views)
+
+
+# --- pidmap whois -----------------------------------------------------------------------------
+
+
+def _node_infos(nodes: Sequence[Node], table: ProcessTable) -> list[NodeInfo]:
+    infos = []
+    for node in nodes:
+        level = hostprocs.node_level(table, node)
+        if level is None:
+            continue  # stopped, or its processes are not on this machine's /proc
+        init = table.by_pid[node.host_pid or -1]
+        infos.append(NodeInfo(node=node, level=level, pid_ns=init.pid_ns))
+    return infos
+
+
+def whois_pid(pid: int, options: Options, *, level: Level = "host", node_name: str | None = None,
+              procfs_root: str = "/proc") -> Answer:
+    """``pidmap whois``: read the process, the node containers and the node's pods; ``identify``."""
+    if pid <= 0:
+        raise UsageError(f"invalid PID {pid}", "a PID is a positive number")
+    if level == "node" and not node_name:
+        raise UsageError("--level node needs --node NAME",
+                         "node PIDs repeat across nodes: pidmap whois PID --level node --node NODE")
+    client = nodes.docker_client()
+    node_list = nodes.list_nodes(client)
+    table = hostprocs.scan_local(procfs_root)
+    infos = _node_infos([n for n in node_list if n.running], table)
+    if level == "node":
+        info = next((i for i in infos if i.node.name == node_name), None)
+        if info is None:
+            known = ", ".join(sorted(n.name for n in node_list)) or "none"
+            raise NotFoundError(f"node {node_name} is not a running node container whose processes this "
+                                "machine can see", f"node containers: {known}")
+        subject = _node_subject(pid, info, table, procfs_root)
+    else:
+        found = hostprocs.read_subject(pid, procfs_root)
+        if found is None:
+            raise NotFoundError(f"no process with PID {pid} on this host",
+                                "list processes with ps -e; for a PID shown inside a node container use "
+                                "--level node --node NODE")
+        subject = found
+        if node_list and not infos and any(n.running for n in node_list):
+            error = hostprocs.not_visible("the node containers")
+            raise DockerError(error.message, "run pidmap whois on the Docker host itself (not Docker Desktop "
+                              "or a remote DOCKER_HOST)")
+    info = node_of(subject, infos)
+    pods: list[Pod] = []
+    if info is not None and subject.process.pid != info.node.host_pid:
+        pods = kube.list_pods(kube.Cluster(options), node_name=info.node.name)
+    return identify(subject, infos, pods, table)
+
+
+def _node_subject(pid: int, info: NodeInfo, table: ProcessTable, procfs_root: str) -> Subject:
+    for proc in table.processes:
+        if len(proc.nspid) <= info.level or proc.nspid[info.level] != pid:
+            continue
+        subject = hostprocs.read_subject(proc.pid, procfs_root)
+        if subject is not None and node_of(subject, [info]) is info:
+            return subject
+    raise NotFoundError(f"no process with PID {pid} in node {info.node.name}",
+                        f"list the node's processes: docker exec {info.node.name} ps")

@@ -98,8 +98,10 @@ def explain_not_running(pod: Pod) -> list[str]:
         else:
             waiting = ", ".join(f"{c.name}: {c.reason or 'waiting'}" for c in pod.containers
                                 if c.state == "waiting")
+            runs = ", ".join(c.name for c in pod.containers if pod.runs(c))
             why = ("pod is Pending: its containers have not all started yet"
-                   + (f" ({waiting})" if waiting else ""))
+                   + (f" ({waiting})" if waiting else "")
+                   + (f"; running, and mapped: {runs}" if runs else ""))
     elif pod.phase == "Succeeded":
         why = "pod Succeeded: every container ran to completion (exit 0) and will not restart"
     elif pod.phase == "Failed":

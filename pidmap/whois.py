@@ -8,7 +8,7 @@
            namespace shared with a process whose cgroup does match; else the pod UID in the cgroup
            path (the pod's sandbox, i.e. its pause process)
 
-``identify`` is pure (recorded fixtures test it); ``whois`` has ``pidmap.sources`` do the reading.
+Pure: ``identify`` decides (recorded fixtures test it); ``pidmap.collect.whois_pid`` does the reading.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pidmap.errors import DockerError, NotFoundError, UsageError
-from pidmap.model import Container, Node, Options, Pod, ProcessTable, Subject
+from pidmap.model import Container, Node, Pod, ProcessTable, Subject
 from pidmap.procfs import cgroup_pod_uid
 
 Level = Literal["host", "node"]
@@ -207,69 +206,3 @@ def render(answer: Answer, output: str) -> str:
     lines = [answer.summary]
     lines += [f"  {key:<14}{value}" for key, value in rows if value is not None]
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------- reading
-
-def _node_infos(nodes: Sequence[Node], table: ProcessTable) -> list[NodeInfo]:
-    from pidmap.sources import hostprocs
-
-    infos = []
-    for node in nodes:
-        level = hostprocs.node_level(table, node)
-        if level is None:
-            continue  # stopped, or its processes are not on this machine's /proc
-        init = table.by_pid[node.host_pid or -1]
-        infos.append(NodeInfo(node=node, level=level, pid_ns=init.pid_ns))
-    return infos
-
-
-def whois(pid: int, options: Options, *, level: Level = "host", node_name: str | None = None,
-          procfs_root: str = "/proc") -> Answer:
-    from pidmap.sources import hostprocs, kube, nodes
-
-    if pid <= 0:
-        raise UsageError(f"invalid PID {pid}", "a PID is a positive number")
-    if level == "node" and not node_name:
-        raise UsageError("--level node needs --node NAME",
-                         "node PIDs repeat across nodes: pidmap whois PID --level node --node NODE")
-    client = nodes.docker_client()
-    node_list = nodes.list_nodes(client)
-    table = hostprocs.scan_local(procfs_root)
-    infos = _node_infos([n for n in node_list if n.running], table)
-    if level == "node":
-        info = next((i for i in infos if i.node.name == node_name), None)
-        if info is None:
-            known = ", ".join(sorted(n.name for n in node_list)) or "none"
-            raise NotFoundError(f"node {node_name} is not a running node container whose processes this "
-                                "machine can see", f"node containers: {known}")
-        subject = _node_subject(pid, info, table, procfs_root)
-    else:
-        found = hostprocs.read_subject(pid, procfs_root)
-        if found is None:
-            raise NotFoundError(f"no process with PID {pid} on this host",
-                                "list processes with ps -e; for a PID shown inside a node container use "
-                                "--level node --node NODE")
-        subject = found
-        if node_list and not infos and any(n.running for n in node_list):
-            error = hostprocs.not_visible("the node containers")
-            raise DockerError(error.message, "run pidmap whois on the Docker host itself (not Docker Desktop "
-                              "or a remote DOCKER_HOST)")
-    info = node_of(subject, infos)
-    pods: list[Pod] = []
-    if info is not None and subject.process.pid != info.node.host_pid:
-        pods = kube.list_pods(kube.Cluster(options), node_name=info.node.name)
-    return identify(subject, infos, pods, table)
-
-
-def _node_subject(pid: int, info: NodeInfo, table: ProcessTable, procfs_root: str) -> Subject:
-    from pidmap.sources import hostprocs
-
-    for proc in table.processes:
-        if len(proc.nspid) <= info.level or proc.nspid[info.level] != pid:
-            continue
-        subject = hostprocs.read_subject(proc.pid, procfs_root)
-        if subject is not None and node_of(subject, [info]) is info:
-            return subject
-    raise NotFoundError(f"no process with PID {pid} in node {info.node.name}",
-                        f"list the node's processes: docker exec {info.node.name} ps")

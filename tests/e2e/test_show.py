@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,10 @@ def test_every_pid_matches_ground_truth(sandbox: Sandbox, running: dict[str, dic
             cpid, node_pid, host_pid = proc["container_pid"], proc["node_pid"], proc["host_pid"]
             mapped.add(cpid)
             if not _alive(host_pid, proc["command"]):
-                continue  # exited since: nothing left to check it against
+                # Only a process that came or went between the two ps runs may have exited since;
+                # a long-lived one whose host PID is not alive means pidmap's host PID is wrong.
+                assert cpid not in stable, (container["name"], proc)
+                continue
             assert _nspid(host_pid) == [host_pid, node_pid, cpid]  # the host's own account of the chain
             assert container["container_id"] in Path(f"/proc/{host_pid}/cgroup").read_text()
             if cpid in stable:
@@ -143,8 +147,10 @@ def test_table_output_kubia(sandbox: Sandbox, running: dict[str, dict[str, Any]]
 def test_yaml_equals_json(sandbox: Sandbox, running: dict[str, dict[str, Any]]) -> None:
     import yaml
 
-    doc = yaml.safe_load(sandbox.pidmap("show", "sidecar", "-o", "yaml").stdout)
-    assert {c["name"] for c in doc["containers"]} == {"log-writer", "log-tailer"}
+    # kubia-manual's processes are long-lived (no sidecar's `sleep 1`): two runs see the same ones.
+    doc = yaml.safe_load(sandbox.pidmap("show", "kubia-manual", "-o", "yaml").stdout)
+    assert doc == _show(sandbox, "kubia-manual")
+    assert doc["containers"] and doc["containers"][0]["processes"]
 
 
 def test_one_container_with_c(sandbox: Sandbox, running: dict[str, dict[str, Any]]) -> None:
@@ -227,3 +233,120 @@ def test_not_running_phases(sandbox: Sandbox, example: str, phase: str, words: s
     assert result.stderr.splitlines()[1].startswith("hint: ")
     doc = json.loads(sandbox.pidmap("show", name, "-o", "json", check=False).stdout)
     assert doc["phase"] == phase and all(c["processes"] == [] for c in doc["containers"])
+
+
+# --- init containers and nested PID namespaces (manifests inline: not examples for people) -------
+
+SLOW_INIT = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: slow-init
+spec:
+  initContainers:
+  - name: wait
+    image: busybox:1.36
+    command: ["sh", "-c", "sleep 3000"]
+  containers:
+  - name: app
+    image: busybox:1.36
+    command: ["sleep", "3001"]
+"""
+
+# PID 1 is sleep 3001; `unshare` makes a PID namespace nested inside the container whose own PID 1
+# is `sleep 3000`, as docker-in-docker or kind-in-a-pod do.
+NESTED = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: nested-pidns
+spec:
+  containers:
+  - name: outer
+    image: busybox:1.36
+    command: ["sh", "-c", "unshare --pid --fork --mount-proc sleep 3000 & exec sleep 3001"]
+"""
+
+
+def _apply_inline(box: Sandbox, manifest: str, name: str, ready: Any) -> dict[str, Any]:
+    box.kubectl("apply", "-f", "-", input=manifest)
+    deadline = time.monotonic() + 60
+    pod = box.pod(name)
+    while not ready(pod):
+        assert time.monotonic() < deadline, json.dumps(pod["status"], indent=1)
+        time.sleep(0.3)
+        pod = box.pod(name)
+    return pod
+
+
+def _check_rows_against_proc(box: Sandbox, pod: str, container: dict[str, Any]) -> None:
+    """Every row equals the host's NSpid (outermost three levels) and kubectl exec ps in the container."""
+    ps = _container_ps(box, pod, container["name"])
+    assert {p["container_pid"] for p in container["processes"]} == set(ps)
+    for proc in container["processes"]:
+        host_pid = proc["host_pid"]
+        assert _alive(host_pid, proc["command"]), proc
+        assert _nspid(host_pid)[:3] == [host_pid, proc["node_pid"], proc["container_pid"]]
+        assert container["container_id"] in Path(f"/proc/{host_pid}/cgroup").read_text()
+        assert ps[proc["container_pid"]] == (proc["ppid"], proc["command"])
+
+
+def _all_rows(box: Sandbox, pod: str) -> dict[str, set[tuple[Any, ...]]]:
+    docs = json.loads(box.pidmap("show", "--all", "-o", "json").stdout)
+    (doc,) = [d for d in docs if d["pod"] == pod]
+    return {c["name"]: {(p["container_pid"], p["node_pid"], p["host_pid"]) for p in c["processes"]}
+            for c in doc["containers"]}
+
+
+def test_running_init_container_of_a_pending_pod_is_mapped(sandbox: Sandbox) -> None:
+    def init_runs(pod: dict[str, Any]) -> bool:
+        return any("running" in s["state"] for s in pod["status"].get("initContainerStatuses") or [])
+
+    try:
+        pod = _apply_inline(sandbox, SLOW_INIT, "slow-init", init_runs)
+        assert pod["status"]["phase"] == "Pending"
+        result = sandbox.pidmap("show", "slow-init", "-o", "json", check=False)
+        assert result.returncode == 0, result.stderr
+        doc = json.loads(result.stdout)
+        assert doc["phase"] == "Pending"
+        wait, app = doc["containers"]
+        assert (wait["name"], wait["type"], wait["state"]) == ("wait", "init", "running")
+        (status,) = pod["status"]["initContainerStatuses"]
+        assert wait["container_id"] == status["containerID"].split("://", 1)[1]
+        assert [p["container_pid"] for p in wait["processes"] if "pid1" in p["flags"]] == [1]
+        _check_rows_against_proc(sandbox, "slow-init", wait)
+        assert app["state"] == "waiting" and app["processes"] == []
+        # From the host side alone (cgroup ID, no exec), the same rows.
+        rows = {(p["container_pid"], p["node_pid"], p["host_pid"]) for p in wait["processes"]}
+        assert _all_rows(sandbox, "slow-init") == {"wait": rows, "app": set()}
+        # Only the app container asked for: nothing of it runs yet.
+        only_app = sandbox.pidmap("show", "slow-init", "-c", "app", check=False)
+        assert only_app.returncode == ExitStatus.NOT_RUNNING, only_app.stderr
+        assert only_app.stderr.splitlines()[0] == "error: pod slow-init is Pending: no process to map"
+    finally:
+        sandbox.kubectl("delete", "pod", "slow-init", "--wait=false", check=False)
+
+
+def test_nested_pid_namespace_keeps_the_container_pids(sandbox: Sandbox) -> None:
+    def three_processes(pod: dict[str, Any]) -> bool:
+        if pod["status"].get("phase") != "Running":
+            return False
+        ps = sandbox.kubectl("exec", "nested-pidns", "--", "ps", "-o", "pid,args", check=False).stdout
+        return "sleep 3000" in ps
+
+    try:
+        _apply_inline(sandbox, NESTED, "nested-pidns", three_processes)
+        doc = _show(sandbox, "nested-pidns")
+        (outer,) = doc["containers"]
+        _check_rows_against_proc(sandbox, "nested-pidns", outer)
+        (nested_init,) = [p for p in outer["processes"] if p["command"] == "sleep 3000"]
+        chain = _nspid(nested_init["host_pid"])
+        assert len(chain) == 4 and chain[3] == 1 and nested_init["container_pid"] == chain[2] != 1
+        pid1 = [p for p in outer["processes"] if "pid1" in p["flags"]]
+        assert [(p["container_pid"], p["command"]) for p in pid1] == [(1, "sleep 3001")]
+        assert not any("mismatch" in p["flags"] for p in outer["processes"])
+        assert not outer["notes"] and not any("reused" in n for n in doc["notes"])
+        rows = {(p["container_pid"], p["node_pid"], p["host_pid"]) for p in outer["processes"]}
+        assert _all_rows(sandbox, "nested-pidns") == {"outer": rows}
+    finally:
+        sandbox.kubectl("delete", "pod", "nested-pidns", "--wait=false", check=False)
