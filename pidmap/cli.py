@@ -94,7 +94,7 @@ def show(pod: str | None, container: str | None, via: str, all_pods: bool, all_n
     if all_pods:
         if pod is not None or watch or container:
             raise UsageError("--all takes no POD, -c or --watch", "pidmap show --all [-n NS | -A]")
-        from pidmap.nodemap import collect_all
+        from pidmap.collect import collect_all
 
         _echo_maps(collect_all(None if all_namespaces else namespace, options), output)
         return
@@ -130,9 +130,10 @@ def whois(pid: int, level: str, node_name: str | None, context: str | None, kube
           output: str) -> None:
     """Which node, pod and container own PID (a host PID, or a node PID with --level node)."""
     from pidmap import whois as whois_core
+    from pidmap.collect import whois_pid
 
-    answer = whois_core.whois(pid, Options(kubeconfig=kubeconfig, context=context),
-                              level=cast(whois_core.Level, level), node_name=node_name)
+    answer = whois_pid(pid, Options(kubeconfig=kubeconfig, context=context),
+                       level=cast(whois_core.Level, level), node_name=node_name)
     click.echo(whois_core.render(answer, output))
 
 
@@ -160,7 +161,7 @@ def node_command(node_name: str, via: str, namespace: str, context: str | None, 
 
     -n is ignored: every namespace's pods on the node are shown.
     """
-    from pidmap.nodemap import collect_node
+    from pidmap.collect import collect_node
 
     options = Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via))
     _echo_maps(collect_node(node_name, options), output)
