@@ -395,6 +395,18 @@ def pod_from_api(raw: Any) -> Pod:
 
 # --- added for `pidmap node`, `whois`, `show --all` and completion (issue 4): one list call --------
 
+def _check_namespace(api: Any, namespace: str, timeout: float) -> None:
+    """Raise ApiException 404 when ``namespace`` does not exist; any other answer (403: may not
+    read namespaces) leaves the empty pod list as it is."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        api.read_namespace(namespace, _request_timeout=timeout)
+    except ApiException as err:
+        if err.status == 404:
+            raise
+
+
 def list_pods(cluster: Cluster, *, namespace: str | None = None, node_name: str | None = None) -> list[Pod]:
     """Pods of one namespace (every namespace when None), optionally only those on ``node_name``.
 
@@ -415,6 +427,10 @@ def list_pods(cluster: Cluster, *, namespace: str | None = None, node_name: str 
                 raw = api.list_pod_for_all_namespaces(**kwargs)
             else:
                 raw = api.list_namespaced_pod(namespace, **kwargs)
+                if not raw.items:
+                    # A real API server lists a missing namespace's pods as an empty list (200):
+                    # only the namespace itself tells a typo from an empty namespace.
+                    _check_namespace(api, namespace, cluster.options.request_timeout)
     except ApiException as err:
         if err.status == 404 and namespace is not None:
             raise NotFoundError(f'namespace "{namespace}" not found',

@@ -350,3 +350,16 @@ def test_nested_pid_namespace_keeps_the_container_pids(sandbox: Sandbox) -> None
         assert _all_rows(sandbox, "nested-pidns") == {"outer": rows}
     finally:
         sandbox.kubectl("delete", "pod", "nested-pidns", "--wait=false", check=False)
+
+
+def test_show_all_in_a_missing_namespace_is_not_found(sandbox: Sandbox) -> None:
+    # The API answers a missing namespace's pod list with 200 and no items, like an empty one's.
+    missing = sandbox.pidmap("show", "--all", "-n", "no-such-ns", check=False)
+    assert missing.returncode == ExitStatus.NOT_FOUND, missing.stderr
+    assert missing.stderr.splitlines()[0] == 'error: namespace "no-such-ns" not found'
+    sandbox.kubectl("create", "namespace", "pe-empty")
+    try:
+        empty = sandbox.pidmap("show", "--all", "-n", "pe-empty")
+        assert empty.stdout.strip() == "no pods"
+    finally:
+        sandbox.kubectl("delete", "namespace", "pe-empty", check=False)
