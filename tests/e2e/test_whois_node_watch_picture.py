@@ -190,6 +190,22 @@ def test_node_equals_show_pod_by_pod_without_exec(sandbox: Sandbox, pods: dict[s
     )
     assert set(by_name) == {p["metadata"]["name"] for p in on_node["items"]}
     for name in expected:
+        # The host's own account of each chain; only a process that exited since is spared.
+        checked = 0
+        for container in by_name[name]["containers"]:
+            for proc in container["processes"]:
+                try:
+                    raw = Path(f"/proc/{proc['host_pid']}/cmdline").read_bytes()
+                    chain = _nspid(proc["host_pid"])
+                except OSError:
+                    raw = b""
+                if raw.replace(b"\0", b" ").decode().strip() != proc["command"]:
+                    assert proc["command"].startswith("sleep"), proc  # only the loops' sleeps are brief
+                    continue
+                assert chain[:3] == [proc["host_pid"], proc["node_pid"], proc["container_pid"]], proc
+                assert container["container_id"] in Path(f"/proc/{proc['host_pid']}/cgroup").read_text()
+                checked += 1
+        assert checked, name
         shown = json.loads(sandbox.pidmap("show", name, "-o", "json").stdout)
         # Short-lived `sleep` children of the example loops differ between two runs: left out.
         assert _rows(by_name[name]) == _rows(shown), name

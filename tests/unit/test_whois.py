@@ -1,8 +1,9 @@
 """whois.identify on inputs recorded from the sandbox (tests/unit/data/issue4/whois-m02.json).
 
 Recorded as root on the Docker host with every examples/*.yaml applied to ``pidmap sandbox up --name
-pd-dev``: for node pd-dev-m02, ``whois._node_infos`` of the node containers over ``scan_local()``, the
-pods of ``kube.list_pods(node_name=...)``, and ``whois._subject`` of every host process whose cgroup
+pd-dev``: for node pd-dev-m02, the node infos of the node containers over ``scan_local()`` (now
+``pidmap.collect._node_infos``), the pods of ``kube.list_pods(node_name=...)``, and the subject
+(now ``hostprocs.read_subject``) of every host process whose cgroup
 carries a container ID of those pods, of every ``pause`` process, of the node's init, and of the
 recording Python itself.
 """
@@ -13,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pidmap.model import Container, Node, Pod, ProcessTable, RawProcess
-from pidmap.whois import Answer, NodeInfo, Subject, chain_text, identify, node_of, to_document
+from pidmap.model import Container, Node, Pod, ProcessTable, RawProcess, Subject
+from pidmap.whois import Answer, NodeInfo, chain_text, identify, node_of, to_document
 
 DOC: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parent / "data" / "issue4" / "whois-m02.json").read_text()
@@ -95,8 +96,10 @@ def test_every_recorded_container_process_names_its_pod_and_container() -> None:
             answer.container.name if answer.container else None,
         ) == owner
         assert answer.node is not None and answer.node.name == "pd-dev-m02"
-        assert answer.container_pid == subject.process.nspid[-1]
-        assert answer.node_pid == subject.process.nspid[1]
+        level = _m02().level
+        assert len(subject.process.nspid) == level + 2  # host, node, container: nothing nested here
+        assert answer.container_pid == subject.process.nspid[level + 1]
+        assert answer.node_pid == subject.process.nspid[level]
         assert chain_text(answer).startswith(f"host {subject.process.pid} → node pd-dev-m02 ")
         checked += 1
     assert checked >= 5
@@ -105,12 +108,12 @@ def test_every_recorded_container_process_names_its_pod_and_container() -> None:
 def test_pause_processes_are_pod_sandboxes() -> None:
     pauses = [s for s in _subjects() if s.process.cmdline == "/pause"]
     assert pauses
-    uids = {p.uid: p.name for p in _pods()}
     for subject in pauses:
+        # Ground truth: the one pod whose UID the cgroup path names (cgroupfs: pod<uid>, dashes kept).
+        (owner,) = [p.name for p in _pods() if f"pod{p.uid}/" in subject.cgroup_text]
         answer = identify(subject, _nodes(), _pods(), _table())
         assert answer.kind == "pod-sandbox"
-        assert answer.pod is not None and uids[answer.pod.uid] == answer.pod.name
-        assert f"pod{answer.pod.uid}" in subject.cgroup_text
+        assert answer.pod is not None and answer.pod.name == owner
 
 
 def test_pause_sharing_the_containers_namespace_is_still_the_sandbox() -> None:
