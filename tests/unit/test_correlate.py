@@ -118,3 +118,20 @@ def test_shared_namespace_drops_the_other_probes_shells() -> None:
     shared = pod(DOC, running_container(DOC), other, shared=True)
     app = correlate(shared, node(DOC), probes, None).containers[0]
     assert [p.container_pid for p in app.processes] == [1]
+
+
+def test_running_init_container_of_a_pending_pod_is_mapped() -> None:
+    init = replace(running_container(DOC, "wait"), type="init")
+    app = replace(running_container(DOC, "app"), container_id=None, state="waiting", reason="PodInitializing")
+    pending = pod(DOC, init, app, phase="Pending")
+    probes = {"wait": ProbeResult(container="wait", table=parse_scan(DOC["container_probe"]))}
+    result = correlate(pending, node(DOC), probes, local_view(DOC))
+    wait, waiting = result.containers
+    assert _rows(wait) == EXPECTED and waiting.processes == ()
+    assert result.running  # something to map: exit 0, not NOT_RUNNING
+    assert "running, and mapped: wait" in result.notes[0]
+    only_app = correlate(pending, node(DOC), {}, local_view(DOC), only_container="app")
+    assert not only_app.running
+    # A pod whose node stopped answering (Unknown) has states nobody can vouch for: nothing mapped.
+    unknown = correlate(replace(pending, phase="Unknown"), node(DOC), probes, local_view(DOC))
+    assert not unknown.running and unknown.containers[0].processes == ()
