@@ -171,15 +171,11 @@ def scan_in_container(client: Any, container_id: str, *, timeout: float = 30.0) 
     import docker.errors
     import requests
 
-    from pidmap.sources.nodes import docker_client
+    from pidmap.sources.nodes import exec_output
 
     try:
-        # The SDK's socket timeout is docker exec's only limit: a client of its own carries ``timeout``.
-        container = docker_client(timeout=timeout).containers.get(container_id)
-        result = container.exec_run(["sh", "-c", SCAN_SCRIPT, PROBE_MARKER, "full"], demux=True)
-    except (requests.RequestException, OSError) as err:
-        raise DockerError(f"the node-side reader gave no answer within {timeout:g}s "
-                          f"({type(err).__name__})", "is the node container stuck? docker top NODE") from err
+        exit_code, stdout, stderr = exec_output(
+            client, container_id, ["sh", "-c", SCAN_SCRIPT, PROBE_MARKER, "full"], timeout=timeout)
     except docker.errors.NotFound as err:
         raise DockerError(f"node container {container_id[:12]} no longer exists",
                           "the node was removed while pidmap ran; check: docker ps") from err
@@ -189,14 +185,19 @@ def scan_in_container(client: Any, container_id: str, *, timeout: float = 30.0) 
     except docker.errors.DockerException as err:
         raise DockerError(f"Docker engine error during docker exec: {err}",
                           "check the engine: docker version") from err
-    stdout, stderr = result.output if isinstance(result.output, tuple) else (result.output, b"")
-    text = (stdout or b"").decode("utf-8", "replace")
+    except TimeoutError as err:
+        raise DockerError(f"the node-side reader did not finish within {timeout:g}s",
+                          "is the node stuck? docker top NODE") from err
+    except (requests.RequestException, OSError) as err:
+        raise DockerError(f"the Docker engine connection failed during docker exec: {err}",
+                          "check the engine: docker version") from err
+    text = stdout.decode("utf-8", "replace")
     try:
         table = parse_scan(text)
     except ScanFormatError as err:
-        detail = (stderr or b"").decode("utf-8", "replace").strip().splitlines()
+        detail = stderr.decode("utf-8", "replace").strip().splitlines()
         raise DockerError(
-            f"the node-side reader failed in the node container (exit {result.exit_code}): "
+            f"the node-side reader failed in the node container (exit {exit_code}): "
             f"{detail[-1] if detail else err}",
             "the node needs /bin/sh and /proc; try --via local on the Docker host",
         ) from err

@@ -8,6 +8,7 @@ when its hostname equals the node name, so hand-made nodes work too.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from pidmap.errors import DockerError, NotFoundError
@@ -27,18 +28,26 @@ class DockerAccessDenied(DockerError):
     """The engine's socket exists but this user may not use it (not in the docker group)."""
 
 
-def docker_client() -> Any:
-    """A Docker SDK client for DOCKER_HOST / the CLI's context; engine errors become DockerError."""
+DEFAULT_TIMEOUT = 10.0
+
+
+def docker_client(timeout: float = DEFAULT_TIMEOUT) -> Any:
+    """A Docker SDK client for DOCKER_HOST / the CLI's context; engine errors become DockerError.
+
+    ``timeout`` bounds every socket read of every call made with this client; the SDK has no other
+    limit (a ``docker exec`` whose command never ends hangs without it).
+    """
     import docker
     import docker.errors
+    import requests
 
     where = os.environ.get("DOCKER_HOST") or "the default Docker socket"
     try:
-        client = docker.from_env(timeout=10)
+        client = docker.from_env(timeout=timeout)
         client.ping()
-    except docker.errors.DockerException as err:
+    except (docker.errors.DockerException, requests.RequestException, OSError) as err:
         text = str(err)
-        if "Permission denied" in text or "PermissionError" in text:
+        if isinstance(err, PermissionError) or "Permission denied" in text or "PermissionError" in text:
             raise DockerAccessDenied(
                 f"permission denied on {where}",
                 "run as root or as a member of the docker group",
@@ -48,6 +57,19 @@ def docker_client() -> Any:
             "start it (scripts/install-docker.sh) or fix DOCKER_HOST; check: docker version",
         ) from err
     return client
+
+
+# Every label one of the tools always sets on its node containers: the engine filters by these, so
+# no other container is inspected (a label filter with several keys would AND them: one call each).
+NODE_LABEL_KEYS = (KIND_CLUSTER, MINIKUBE_CREATED_BY, MINIKUBE_NAME, K3D_CLUSTER)
+
+
+def _labelled_containers(client: Any) -> list[Any]:
+    seen: dict[str, Any] = {}
+    for key in NODE_LABEL_KEYS:
+        for container in client.containers.list(all=True, filters={"label": key}):
+            seen.setdefault(container.id, container)
+    return list(seen.values())
 
 
 def provider_of(labels: dict[str, str]) -> Provider | None:
@@ -76,6 +98,7 @@ def _node_of(container: Any, node_name: str) -> Node | None:
 def find_node(client: Any, node_name: str) -> Node:
     """The node container for ``node_name``; DockerError when the node is not a Docker container."""
     import docker.errors
+    import requests
 
     try:
         try:
@@ -85,12 +108,12 @@ def find_node(client: Any, node_name: str) -> Node:
         if node is None:
             # kind/k3d/minikube always name the container after the node, but a renamed container
             # still keeps its hostname: look among the labelled ones.
-            for container in client.containers.list(all=True):
+            for container in _labelled_containers(client):
                 labels = container.attrs.get("Config", {}).get("Labels") or {}
                 if (provider_of(labels) and container.attrs.get("Config", {}).get("Hostname") == node_name):
                     node = _node_of(container, node_name)
                     break
-    except docker.errors.DockerException as err:
+    except (docker.errors.DockerException, requests.RequestException, OSError) as err:
         raise DockerError(f"Docker engine error while looking for node {node_name}: {err}",
                           "check the engine: docker version") from err
     if node is None:
@@ -106,7 +129,7 @@ class NodeNotDockerError(DockerError):
 
 
 __all__ = ["DockerAccessDenied", "DockerUnavailable", "NodeNotDockerError", "NotFoundError",
-           "docker_client", "find_node", "provider_of"]
+           "docker_client", "find_node", "list_nodes", "provider_of"]
 
 
 # --- added for `pidmap whois` (issue 4) ------------------------------------------------------------
@@ -114,10 +137,11 @@ __all__ = ["DockerAccessDenied", "DockerUnavailable", "NodeNotDockerError", "Not
 def list_nodes(client: Any) -> list[Node]:
     """Every node container (kind, minikube, k3d labels) the engine knows, running or not."""
     import docker.errors
+    import requests
 
     found: list[Node] = []
     try:
-        for container in client.containers.list(all=True):
+        for container in _labelled_containers(client):
             attrs = container.attrs
             labels = attrs.get("Config", {}).get("Labels") or {}
             if provider_of(labels) is None:
@@ -127,7 +151,49 @@ def list_nodes(client: Any) -> list[Node]:
             node = _node_of(container, name)
             if node is not None:
                 found.append(node)
-    except docker.errors.DockerException as err:
+    except (docker.errors.DockerException, requests.RequestException, OSError) as err:
         raise DockerError(f"Docker engine error while listing node containers: {err}",
                           "check the engine: docker version") from err
     return found
+
+
+# --- docker exec with a deadline (review #5) -------------------------------------------------------
+
+def exec_output(client: Any, container_id: str, argv: list[str], *, timeout: float,
+                ) -> tuple[int | None, bytes, bytes]:
+    """``docker exec ARGV`` in a container: (exit code, stdout, stderr), all within ``timeout`` s.
+
+    The SDK's ``exec_run`` waits on the stream with ``poll()`` and no timeout, so a command that
+    never answers (a D-state /proc read, a stuck node) would hang pidmap; here the multiplexed
+    stream (8-byte headers: stream number, size) is read against one deadline. TimeoutError,
+    OSError, ``requests`` and ``docker`` errors are left to the caller, who knows what was asked.
+    """
+    deadline = time.monotonic() + timeout
+    api = client.api
+    exec_id = api.exec_create(container_id, argv, stdout=True, stderr=True)["Id"]
+    stream = api.exec_start(exec_id, socket=True)
+    sock = getattr(stream, "_sock", stream)
+    chunks: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
+    try:
+        while (header := _read_exact(sock, 8, deadline)) is not None:
+            payload = _read_exact(sock, int.from_bytes(header[4:8], "big"), deadline) or b""
+            chunks.setdefault(header[0], bytearray()).extend(payload)
+    finally:
+        stream.close()
+    code = api.exec_inspect(exec_id).get("ExitCode")
+    return (code if isinstance(code, int) else None), bytes(chunks[1]), bytes(chunks[2])
+
+
+def _read_exact(sock: Any, size: int, deadline: float) -> bytes | None:
+    """``size`` bytes, or None at a clean end of stream; TimeoutError past ``deadline``."""
+    buf = bytearray()
+    while len(buf) < size:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("deadline passed")
+        sock.settimeout(remaining)
+        chunk = sock.recv(size - len(buf))
+        if not chunk:
+            return None if not buf else bytes(buf)
+        buf.extend(chunk)
+    return bytes(buf)

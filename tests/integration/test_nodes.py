@@ -67,3 +67,29 @@ def test_docker_engine_down(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -
     assert info.value.status == ExitStatus.DOCKER
     assert "no Docker engine answers" in info.value.message
     assert os.environ["DOCKER_HOST"] in info.value.message
+
+
+def test_scan_in_a_node_whose_shell_hangs_ends_within_its_timeout() -> None:
+    """docker exec has no limit of its own: the scan's timeout must end it, as a DockerError."""
+    import time
+
+    from pidmap.errors import DockerError
+    from pidmap.sources import hostprocs
+
+    name = f"pf-it-hang-{os.getpid()}"
+    subprocess.run(["docker", "run", "-d", "--name", name, "--network", "none", "pc-busybox:1",
+                    "sleep", "1000"], capture_output=True, check=True)
+    try:
+        # `sh` now never answers: what a node stuck on a D-state /proc read looks like from outside.
+        subprocess.run(["docker", "exec", name, "sh", "-c",
+                        "rm /bin/sh && printf '#!/bin/busybox sh\\nexec /bin/busybox sleep 1000\\n' > /bin/sh"
+                        " && /bin/busybox chmod +x /bin/sh"],
+                       capture_output=True, check=True)
+        start = time.monotonic()
+        with pytest.raises(DockerError) as info:
+            hostprocs.scan_in_container(docker_client(), name, timeout=2.0)
+        assert time.monotonic() - start < 15
+        assert "did not finish within 2s" in info.value.message
+        assert info.value.status == ExitStatus.DOCKER
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
