@@ -57,19 +57,39 @@ def main(debug: bool) -> None:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def cluster_options(fn: F) -> F:
+OUTPUT_HELP = ("table, wide (adds PID namespace, cgroup id, start time), json, yaml, "
+               "or a picture: tree, dot (Graphviz), mermaid.")
+WATCH_OUTPUTS = ("table", "wide", "json")
+
+
+def _cluster_options(*, namespace: str | None = "default", namespace_help: str = "Namespace of the pod.",
+                     outputs: tuple[str, ...] = OUTPUTS, output_help: str = OUTPUT_HELP) -> Callable[[F], F]:
     """The options every cluster command shares: -n, --context, --kubeconfig, -o."""
-    for decorator in reversed((
-        click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the pod."),
-        click.option("--context", default=None, help="kubeconfig context to use (default: current)."),
-        click.option("--kubeconfig", default=None, type=click.Path(dir_okay=False),
-                     help="Path of the kubeconfig (default: $KUBECONFIG, then ~/.kube/config)."),
-        click.option("-o", "--output", type=click.Choice(OUTPUTS), default="table", show_default=True,
-                     help="table, wide (adds PID namespace, cgroup id, start time), json, yaml, "
-                          "or a picture: tree, dot (Graphviz), mermaid."),
-    )):
-        fn = decorator(fn)
-    return fn
+    def apply(fn: F) -> F:
+        for decorator in reversed((
+            click.option("-n", "--namespace", default=namespace, show_default=namespace is not None,
+                         help=namespace_help),
+            click.option("--context", default=None, help="kubeconfig context to use (default: current)."),
+            click.option("--kubeconfig", default=None, type=click.Path(dir_okay=False),
+                         help="Path of the kubeconfig (default: every file of $KUBECONFIG, "
+                              "then ~/.kube/config)."),
+            click.option("-o", "--output", type=click.Choice(outputs), default="table", show_default=True,
+                         help=output_help),
+        )):
+            fn = decorator(fn)
+        return fn
+    return apply
+
+
+cluster_options = _cluster_options()
+
+
+def _check_names(**names: str | None) -> None:
+    # Before any kubeconfig is read: a name Kubernetes cannot have is a usage error (2), whatever
+    # else is wrong, and never reaches a URL or a log.
+    from pidmap.sources.kube import validate_names
+
+    validate_names(**names)
 
 
 @main.command()
@@ -91,9 +111,19 @@ def show(pod: str | None, container: str | None, via: str, all_pods: bool, all_n
          kubeconfig: str | None, output: str) -> None:
     """Show every process of POD with its PID in the container, on the node and on the host."""
     options = Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via))
+    ctx = click.get_current_context()
+    given = [f"--{name}" for name in ("interval", "count")
+             if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
+    if given and not watch:
+        raise UsageError(f"{' and '.join(given)} go{'es' if len(given) == 1 else ''} with --watch",
+                         f"pidmap show {pod or 'POD'} --watch {' '.join(given)} ...")
+    if watch and output not in WATCH_OUTPUTS:
+        raise UsageError(f"--watch prints table, wide or json, not {output}",
+                         "pidmap show POD --watch -o json")
     if all_pods:
         if pod is not None or watch or container:
             raise UsageError("--all takes no POD, -c or --watch", "pidmap show --all [-n NS | -A]")
+        _check_names(namespace=None if all_namespaces else namespace)
         from pidmap.collect import collect_all
 
         _echo_maps(collect_all(None if all_namespaces else namespace, options), output)
@@ -103,7 +133,7 @@ def show(pod: str | None, container: str | None, via: str, all_pods: bool, all_n
     if all_namespaces:
         raise UsageError("-A goes with --all", "pidmap show --all -A")
     if watch:
-        click.get_current_context().invoke(
+        ctx.invoke(
             watch_command, pod=pod, container=container, interval=interval, count=count, via=via,
             namespace=namespace, context=context, kubeconfig=kubeconfig, output=output)
         return
@@ -132,6 +162,7 @@ def whois(pid: int, level: str, node_name: str | None, context: str | None, kube
     from pidmap import whois as whois_core
     from pidmap.collect import whois_pid
 
+    _check_names(node_name=node_name)
     answer = whois_pid(pid, Options(kubeconfig=kubeconfig, context=context),
                        level=cast(whois_core.Level, level), node_name=node_name)
     click.echo(whois_core.render(answer, output))
@@ -154,17 +185,17 @@ def _echo_maps(maps: list[PodMap], output: str) -> None:
 @click.argument("node_name", metavar="NODE", shell_complete=complete_nodes)
 @click.option("--via", type=click.Choice(["auto", "local", "docker"]), default="auto", show_default=True,
               help="Read node processes from this machine's /proc (local) or with docker exec (docker).")
-@cluster_options
-def node_command(node_name: str, via: str, namespace: str, context: str | None, kubeconfig: str | None,
-                 output: str) -> None:
-    """Every pod on NODE with all its processes: one host scan, one list call, no exec.
-
-    -n is ignored: every namespace's pods on the node are shown.
-    """
+@_cluster_options(namespace=None, namespace_help="Only the pods of this namespace [default: every one].")
+def node_command(node_name: str, via: str, namespace: str | None, context: str | None,
+                 kubeconfig: str | None, output: str) -> None:
+    """Every pod on NODE with all its processes: one host scan, one list call, no exec."""
     from pidmap.collect import collect_node
 
+    _check_names(node_name=node_name, namespace=namespace)
     options = Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via))
-    _echo_maps(collect_node(node_name, options), output)
+    maps = collect_node(node_name, options)
+    # Filtered after the node-wide list: whether NODE exists is told by all of its pods.
+    _echo_maps([m for m in maps if namespace is None or m.pod.namespace == namespace], output)
 
 
 @main.command("watch")
@@ -176,7 +207,7 @@ def node_command(node_name: str, via: str, namespace: str, context: str | None, 
               help="Stop after this many refreshes (default: until Ctrl-C).")
 @click.option("--via", type=click.Choice(["auto", "local", "docker"]), default="auto", show_default=True,
               help="Read node processes from this machine's /proc (local) or with docker exec (docker).")
-@cluster_options
+@_cluster_options(outputs=WATCH_OUTPUTS, output_help="table, wide, or json (one document per line).")
 def watch_command(pod: str, container: str | None, interval: float, count: int | None, via: str,
                   namespace: str, context: str | None, kubeconfig: str | None, output: str) -> None:
     """Map POD every --interval seconds; mark processes that appeared or vanished and restarts.
@@ -186,9 +217,10 @@ def watch_command(pod: str, container: str | None, interval: float, count: int |
     """
     from pidmap import watch as watch_core
 
+    _check_names(pod=pod, namespace=namespace, container=container)
     target = Target(namespace=namespace, pod=pod, container=container)
     options = Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via))
-    clear = output not in ("json", "yaml") and sys.stdout.isatty()
+    clear = output != "json" and sys.stdout.isatty()
     try:
         for frame in watch_core.run(lambda: collect_pod(target, options), interval=interval, count=count):
             if output == "json":

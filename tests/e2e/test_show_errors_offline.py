@@ -44,6 +44,34 @@ def test_invalid_namespace(tmp_path: Path) -> None:
     _assert_error(_pidmap("show", "kubia", "-n", "Bad_NS", env=env), ExitStatus.USAGE, "invalid namespace")
 
 
+# No kubeconfig exists in any of these: 2 rather than 4 proves the names were checked first.
+EARLY_USAGE_ERRORS = [
+    (["node", "a;b"], "invalid node name 'a;b'"),
+    (["node", "kind-worker", "-n", "Bad"], "invalid namespace 'Bad'"),
+    (["show", "--all", "-n", "Bad"], "invalid namespace 'Bad'"),
+    (["whois", "1", "--level", "node", "--node", "a;b"], "invalid node name 'a;b'"),
+    (["watch", "Bad", "--count", "1"], "invalid pod name 'Bad'"),
+    (["watch", "kubia", "-n", "Bad_NS", "--count", "1"], "invalid namespace 'Bad_NS'"),
+    (["show", "kubia", "--interval", "3"], "--interval goes with --watch"),
+    (["show", "kubia", "--count", "2"], "--count goes with --watch"),
+    (["show", "kubia", "-w", "-o", "yaml"], "--watch prints table, wide or json, not yaml"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), EARLY_USAGE_ERRORS,
+                         ids=[" ".join(a) for a, _ in EARLY_USAGE_ERRORS])
+def test_usage_errors_come_before_any_kubeconfig_load(argv: list[str], message: str, tmp_path: Path) -> None:
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "none")}
+    _assert_error(_pidmap(*argv, env=env), ExitStatus.USAGE, message)
+
+
+@pytest.mark.parametrize("output", ["yaml", "tree", "dot", "mermaid"])
+def test_watch_refuses_outputs_it_cannot_redraw(output: str, tmp_path: Path) -> None:
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "none")}
+    result = _pidmap("watch", "kubia", "-o", output, env=env)
+    assert result.returncode == ExitStatus.USAGE and f"'{output}' is not one of" in result.stderr
+
+
 def test_no_kubeconfig(tmp_path: Path) -> None:
     env = {**os.environ, "KUBECONFIG": str(tmp_path / "missing.kubeconfig")}
     _assert_error(_pidmap("show", "kubia", env=env), ExitStatus.CONFIG, "no kubeconfig at")
