@@ -11,6 +11,7 @@ from pidmap.errors import SandboxError
 from pidmap.sandbox import cluster, layout
 
 NAME_HELP = f"Sandbox (cluster) name [default: {layout.DEFAULT_NAME}]."
+DEFAULT_AS_UP = " As for up, ./kind-config.yaml's name: is used when unset."
 
 
 def _valid_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -35,7 +36,7 @@ def sandbox() -> None:
               default=None, help="kind Cluster config [default: ./kind-config.yaml if present, "
               "else 1 control plane + 2 workers].")
 @click.option("--kubeconfig", default=None, help="kubeconfig to merge the context into "
-              "[default: first path of $KUBECONFIG, else ~/.kube/config].")
+              "[default: the first existing file of $KUBECONFIG, else its last, else ~/.kube/config].")
 @click.option("--forbid-exec", is_flag=True, help="Answer pods/exec with 403 Forbidden (as RBAC would).")
 def up(name: str | None, flavor: str, config: Path | None, kubeconfig: str | None, forbid_exec: bool) -> None:
     """Create the sandbox cluster and point kubectl at it."""
@@ -43,9 +44,10 @@ def up(name: str | None, flavor: str, config: Path | None, kubeconfig: str | Non
 
 
 @sandbox.command()
-@click.option("--name", default=layout.DEFAULT_NAME, show_default=True, callback=_valid_name, help=NAME_HELP)
-def down(name: str) -> None:
+@click.option("--name", default=None, callback=_valid_name, help=NAME_HELP + DEFAULT_AS_UP)
+def down(name: str | None) -> None:
     """Delete the sandbox: API server, pod processes, cgroups, node containers, context, state."""
+    name = name or cluster.default_name()
     if not cluster.down(name, click.echo):
         click.echo(f"Sandbox {name}: nothing to stop")
     else:
@@ -53,9 +55,10 @@ def down(name: str) -> None:
 
 
 @sandbox.command()
-@click.option("--name", default=layout.DEFAULT_NAME, show_default=True, callback=_valid_name, help=NAME_HELP)
-def status(name: str) -> None:
+@click.option("--name", default=None, callback=_valid_name, help=NAME_HELP + DEFAULT_AS_UP)
+def status(name: str | None) -> None:
     """Show the sandbox's nodes and pods."""
+    name = name or cluster.default_name()
     report = cluster.status(name)
     spec = report.spec
     api = f"running (pid {report.apiserver_pid})" if report.apiserver_pid else "NOT RUNNING"

@@ -9,6 +9,7 @@ undoes every step, and works on whatever part of that exists.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import secrets
@@ -31,6 +32,7 @@ import yaml
 from pidmap.errors import DockerError, SandboxError
 from pidmap.sandbox import cgroups, layout
 from pidmap.sandbox.layout import ClusterSpec, Flavor, NodeSpec, Role, StatePaths
+from pidmap.sources import kube, nodes
 
 Echo = Callable[[str], None]
 DEFAULT_WORKERS = 2
@@ -45,16 +47,46 @@ NODE_OPTIONS: dict[str, Any] = {
 KUBELET_CGROUP_ROOTS = ("kubelet.slice", "kubepods")
 
 
-def docker_client() -> Any:
-    import docker
-    import docker.errors
+# The sandbox is a client of the same engine as pidmap: one way to reach it, one set of messages.
+docker_client = nodes.docker_client
+SANDBOX_EXTRA = ("aiohttp", "cryptography")
+KIND_CONFIG = Path("kind-config.yaml")
 
+
+def preflight() -> Any:
+    """Everything ``up`` needs, checked before it creates anything; the Docker client on success.
+
+    Not root: the kubelet stand-in cannot create cgroups or enter the nodes' namespaces, so every
+    pod would stay Pending. Without the [sandbox] extra the API server cannot start, after the node
+    containers already exist.
+    """
+    if os.geteuid() != 0:
+        raise SandboxError("the sandbox needs root (it creates cgroups and enters node namespaces)",
+                           hint="run it as root: sudo -E pidmap sandbox up")
+    missing = []
+    for module in SANDBOX_EXTRA:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise SandboxError(f"the sandbox extra is not installed (cannot import {', '.join(missing)})",
+                           hint="pip install 'pidmap[sandbox]'")
+    return docker_client()
+
+
+def default_name(config: Path | None = None) -> str:
+    """The name ``up`` gives a sandbox when --name is not given: the kind config's name (the one
+    passed, else ./kind-config.yaml), else DEFAULT_NAME; ``down`` and ``status`` resolve it alike."""
+    if config is None and KIND_CONFIG.is_file():
+        config = KIND_CONFIG
+    if config is None:
+        return layout.DEFAULT_NAME
+    config_name, _roles = read_kind_config(config)
     try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as err:
-        raise DockerError(f"no Docker engine answers: {err}", hint="scripts/install-docker.sh") from err
-    return client
+        return layout.check_name(config_name or layout.DEFAULT_NAME)
+    except ValueError as err:
+        raise SandboxError(f"{err} (from {config})", hint="fix the name: in the kind config") from err
 
 
 def read_kind_config(path: Path) -> tuple[str | None, list[Role]]:
@@ -95,11 +127,7 @@ def node_labels(cluster: str, flavor: Flavor, node: str, role: Role) -> dict[str
 
 
 def active_kubeconfig(explicit: str | None) -> Path:
-    if explicit:
-        return Path(explicit).expanduser()
-    env = os.environ.get("KUBECONFIG", "")
-    first = next((part for part in env.split(os.pathsep) if part), "")
-    return Path(first).expanduser() if first else Path.home() / ".kube" / "config"
+    return kube.kubeconfig_for_writing(explicit)
 
 
 def free_port() -> int:
@@ -157,18 +185,17 @@ def up(name: str | None, flavor: Flavor, config: Path | None, kubeconfig: str | 
        forbid_exec: bool, echo: Echo) -> ClusterSpec:
     """Create the sandbox; on any failure remove whatever was created and re-raise."""
     roles: list[Role] = ["control-plane", *(["worker"] * DEFAULT_WORKERS)]  # type: ignore[list-item]
-    if config is None and Path("kind-config.yaml").is_file():
-        config = Path("kind-config.yaml")
-    config_name: str | None = None
+    client = preflight()
+    if config is None and KIND_CONFIG.is_file():
+        config = KIND_CONFIG
     if config is not None:
-        config_name, roles = read_kind_config(config)
-    name = name or config_name or layout.DEFAULT_NAME
+        _config_name, roles = read_kind_config(config)
+    name = name or default_name(config)
     try:
         layout.check_name(name)
     except ValueError as err:
         raise SandboxError(f"{err} (from {config})", hint="fix the name: in the kind config") from err
     paths = layout.paths(name)
-    client = docker_client()
     if owned_containers(client, name) or apiserver_pid(paths) or paths.cluster.exists():
         raise SandboxError(f"sandbox {name} is already up (or was not fully torn down)",
                            hint=f"pidmap sandbox down --name {name}")
@@ -289,21 +316,34 @@ def down(name: str, echo: Echo) -> bool:
             echo(f"warning: could not remove cgroup {root}")
     if killed:
         echo(f"Killed {len(killed)} pod processes")
+    left: list[str] = []
     for container in containers:
-        with contextlib.suppress(Exception):
+        try:
             container.remove(force=True)
+        except Exception as err:  # down goes on with the rest, then says what is left
+            echo(f"warning: could not delete node {container.name}: {err}")
+            left.append(container.name)
+            continue
         echo(f"Deleted node {container.name}")
         did = True
     if spec is not None and spec.kubeconfig and spec.context:
         from pidmap.sandbox import kubeconfig
 
-        with contextlib.suppress(OSError):
+        try:
             kubeconfig.remove_context(Path(spec.kubeconfig), spec.context)
+        except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError) as err:
+            # A kubeconfig edited into something unreadable must not stop the teardown.
+            echo(f"warning: could not remove context {spec.context} from {spec.kubeconfig}: "
+                 f"{str(err).splitlines()[0] if str(err) else type(err).__name__}")
+        else:
             echo(f"Removed context {spec.context} from {spec.kubeconfig}")
     if paths.root.exists():
         if layout.is_state_dir(paths.root):  # never anything but a sandbox's own directory
             shutil.rmtree(paths.root, ignore_errors=True)
         did = True
+    if left:
+        raise SandboxError(f"sandbox {name}: node container(s) {', '.join(left)} could not be deleted",
+                           hint=f"docker rm -f {' '.join(left)}")
     return did
 
 
