@@ -60,10 +60,12 @@ def _pid1(cmap: ContainerMap) -> Process | None:
 def _restart(old: ContainerMap, new: ContainerMap) -> str | None:
     before, after = _pid1(old), _pid1(new)
     if before is not None and after is not None:
-        old_pid = before.host_pid if before.host_pid is not None else before.node_pid
-        new_pid = after.host_pid if after.host_pid is not None else after.node_pid
+        # Read inside the node (--via docker) there are no host PIDs: say which level changed.
+        level = "host" if before.host_pid is not None and after.host_pid is not None else "node"
+        old_pid = before.host_pid if level == "host" else before.node_pid
+        new_pid = after.host_pid if level == "host" else after.node_pid
         if old_pid is not None and new_pid is not None and old_pid != new_pid:
-            return f"PID 1 is now host PID {new_pid} (was {old_pid})"
+            return f"PID 1 is now {level} PID {new_pid} (was {old_pid})"
     if new.container.restart_count != old.container.restart_count:
         return f"restart count {old.container.restart_count} → {new.container.restart_count}"
     if (old.container.container_id and new.container.container_id

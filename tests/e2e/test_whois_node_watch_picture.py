@@ -347,16 +347,19 @@ def test_pictures_of_the_sidecar_pod(sandbox: Sandbox, pods: dict[str, dict[str,
     assert "<svg" in svg and "log&#45;tailer" in svg  # graphviz writes '-' as &#45;
     mermaid = sandbox.pidmap("show", "sidecar", "-o", "mermaid").stdout
     assert mermaid.startswith("flowchart TB")
-    if (MERMAID / "node_modules" / "mermaid").is_dir() and shutil.which("node"):
-        check = subprocess.run(
-            ["node", "--input-type=module", "-e", (ROOT / "tests" / "e2e" / "mermaid_check.mjs").read_text()],
-            input=mermaid,
-            capture_output=True,
-            text=True,
-            cwd=MERMAID,
-            check=False,
-        )
-        assert check.returncode == 0 and check.stdout.strip() == "ok", check.stdout + check.stderr
+    # The parser must be there (scripts/setup.sh installs it): a missing one is a failure, not a pass.
+    assert (MERMAID / "node_modules" / "mermaid").is_dir(), \
+        "the mermaid parser is missing: scripts/setup.sh installs it into .cache/mermaid"
+    assert shutil.which("node"), "node is missing: scripts/setup.sh installs it"
+    check = subprocess.run(
+        ["node", "--input-type=module", "-e", (ROOT / "tests" / "e2e" / "mermaid_check.mjs").read_text()],
+        input=mermaid,
+        capture_output=True,
+        text=True,
+        cwd=MERMAID,
+        check=False,
+    )
+    assert check.returncode == 0 and check.stdout.strip() == "ok", check.stdout + check.stderr
 
 
 def test_completion_lists_pods_from_the_cluster_and_is_silent_on_error(

@@ -88,3 +88,16 @@ def test_run_emits_json_lines_only_on_change_and_stops_after_count() -> None:
     assert first["event"] == "initial" and first["pod"]["pod"] == "sidecar"
     assert third["event"] == "changed"
     assert {c["kind"] for c in third["changes"]} == {"vanished"}
+
+
+def test_restart_read_inside_the_node_names_node_pids() -> None:
+    """--via docker has no host PIDs: the change must say node PID, not host PID."""
+    before = sidecar()
+    tailer = next(c for c in before.containers if c.container.name == "log-tailer")
+    pid1 = replace(tailer.processes[0], host_pid=None)
+    before = _with(before, "log-tailer", (pid1,))
+    after = _with(before, "log-tailer", (replace(pid1, node_pid=(pid1.node_pid or 0) + 10),))
+    restarted = [c for c in diff(before, after) if c.kind == "restarted"]
+    assert len(restarted) == 1
+    new_pid = (pid1.node_pid or 0) + 10
+    assert restarted[0].detail.endswith(f"PID 1 is now node PID {new_pid} (was {pid1.node_pid})")
