@@ -125,3 +125,18 @@ def test_exec_forbidden(forbidding: Sandbox) -> None:
     forbidding.apply_example("kubia-manual.yaml")
     _assert_error(forbidding.pidmap("show", "kubia-manual", check=False), ExitStatus.FORBIDDEN,
                   "exec into pod is forbidden")
+
+
+def test_node_namespace_option_filters_the_node_pods(sandbox: Sandbox, kubia: str) -> None:
+    node = sandbox.pod(kubia)["spec"]["nodeName"]
+    sandbox.kubectl("create", "namespace", "pf-node-ns", check=False)
+    everywhere = json.loads(sandbox.pidmap("node", node, "-o", "json").stdout)
+    only = json.loads(sandbox.pidmap("node", node, "-n", "pf-node-ns", "-o", "json").stdout)
+    default = json.loads(sandbox.pidmap("node", node, "-n", "default", "-o", "json").stdout)
+    expected = json.loads(sandbox.kubectl("get", "pods", "-n", "default", "--field-selector",
+                                          f"spec.nodeName={node}", "-o", "json").stdout)["items"]
+    assert only == []
+    assert sorted(m["pod"] for m in default) == sorted(p["metadata"]["name"] for p in expected)
+    assert kubia in [m["pod"] for m in default] and {m["namespace"] for m in default} == {"default"}
+    in_default = sorted(m["pod"] for m in everywhere if m["namespace"] == "default")
+    assert in_default == sorted(m["pod"] for m in default)
