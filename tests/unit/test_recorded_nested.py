@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes.client import ApiClient
-
 from pidmap.correlate import correlate
 from pidmap.model import HostView, Node, ProbeResult, ProcessTable, Subject
 from pidmap.procfs import parse_ns_link, parse_scan
@@ -31,8 +29,7 @@ EXPECTED = {(chain[NODE_DEPTH + 1], chain[NODE_DEPTH], chain[0]) for chain in ME
 
 
 def _pod() -> Any:
-    raw = ApiClient()._ApiClient__deserialize(DOC["pod"], "V1Pod")  # type: ignore[attr-defined]
-    return pod_from_api(raw)
+    return pod_from_api(DOC["pod"])
 
 
 def _node() -> Node:

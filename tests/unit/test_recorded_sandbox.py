@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kubernetes.client import ApiClient
-
 from pidmap.correlate import correlate
 from pidmap.model import HostView, Node, ProbeResult, ProcessTable
 from pidmap.procfs import parse_scan
@@ -21,8 +19,7 @@ NODE_PID = DOC["truth"]["node_host_pid"]
 
 
 def _pod() -> Any:
-    raw = ApiClient()._ApiClient__deserialize(DOC["pod"], "V1Pod")  # type: ignore[attr-defined]
-    return pod_from_api(raw)
+    return pod_from_api(DOC["pod"])
 
 
 def _expected() -> dict[str, set[tuple[int, int, int]]]:
@@ -104,7 +101,7 @@ def test_pod_from_api_orders_init_app_ephemeral() -> None:
     raw["status"]["ephemeralContainerStatuses"] = [{
         "name": "debugger", "image": "busybox:1.36", "imageID": "", "ready": False, "restartCount": 0,
         "state": {"waiting": {"reason": "ContainerCreating"}}}]
-    pod = pod_from_api(ApiClient()._ApiClient__deserialize(raw, "V1Pod"))  # type: ignore[attr-defined]
+    pod = pod_from_api(raw)
     assert [(c.name, c.type, c.state) for c in pod.containers] == [
         ("prep", "init", "terminated"), ("web", "app", "running"), ("shell", "app", "running"),
         ("debugger", "ephemeral", "waiting")]
