@@ -113,9 +113,11 @@ def test_every_pid_matches_ground_truth(sandbox: Sandbox, running: dict[str, dic
             cpid, node_pid, host_pid = proc["container_pid"], proc["node_pid"], proc["host_pid"]
             mapped.add(cpid)
             if not _alive(host_pid, proc["command"]):
-                # Only a process that came or went between the two ps runs may have exited since;
-                # a long-lived one whose host PID is not alive means pidmap's host PID is wrong.
-                assert cpid not in stable, (container["name"], proc)
+                # It may have exited since (the adapter's `sleep 2` can outlive both ps runs and
+                # still end before this check); if the container still runs it, pidmap's host PID
+                # is wrong.
+                now = _container_ps(sandbox, name, container["name"])
+                assert now.get(cpid, (0, ""))[1] != proc["command"], (container["name"], proc, now)
                 continue
             assert _nspid(host_pid) == [host_pid, node_pid, cpid]  # the host's own account of the chain
             assert container["container_id"] in Path(f"/proc/{host_pid}/cgroup").read_text()
