@@ -194,16 +194,17 @@ def test_node_equals_show_pod_by_pod_without_exec(sandbox: Sandbox, pods: dict[s
         checked = 0
         for container in by_name[name]["containers"]:
             for proc in container["processes"]:
-                try:
+                try:  # all three reads before any check: a brief sleep may exit between them
                     raw = Path(f"/proc/{proc['host_pid']}/cmdline").read_bytes()
                     chain = _nspid(proc["host_pid"])
+                    cgroup = Path(f"/proc/{proc['host_pid']}/cgroup").read_text()
                 except OSError:
                     raw = b""
                 if raw.replace(b"\0", b" ").decode().strip() != proc["command"]:
                     assert proc["command"].startswith("sleep"), proc  # only the loops' sleeps are brief
                     continue
                 assert chain[:3] == [proc["host_pid"], proc["node_pid"], proc["container_pid"]], proc
-                assert container["container_id"] in Path(f"/proc/{proc['host_pid']}/cgroup").read_text()
+                assert container["container_id"] in cgroup
                 checked += 1
         assert checked, name
         shown = json.loads(sandbox.pidmap("show", name, "-o", "json").stdout)
