@@ -343,15 +343,21 @@ def kubeconfig_for_writing(explicit: str | None = None) -> Path:
     return next((path for path in chain if path.is_file()), chain[-1])
 
 
-def _current_context(paths: list[str]) -> str | None:
+def _contexts(paths: list[str]) -> tuple[str | None, list[str]]:
+    """(current-context as kubectl picks it: the first non-empty one, every context name)."""
     import yaml
 
+    current: str | None = None
+    names: list[str] = []
     for path in paths:
         with open(path, encoding="utf-8") as handle:
             raw = yaml.safe_load(handle)
-        if isinstance(raw, dict) and raw.get("current-context"):
-            return str(raw["current-context"])
-    return None
+        if not isinstance(raw, dict):
+            continue
+        if current is None and raw.get("current-context"):
+            current = str(raw["current-context"])
+        names += [str(c["name"]) for c in raw.get("contexts") or [] if isinstance(c, dict) and c.get("name")]
+    return current, names
 
 
 def _load_configuration(options: Options) -> Any:
@@ -369,7 +375,18 @@ def _load_configuration(options: Options) -> Any:
     path = os.pathsep.join(existing)
     configuration = client.Configuration()
     try:
-        context = options.context or _current_context(existing)
+        current, names = _contexts(existing)
+        context = options.context or current
+        # Said plainly here: the client's own words for these are "Expected object with name  in
+        # ... contexts list" (an empty name when there is no current context at all).
+        known = ", ".join(names) or "none"
+        if context is None:
+            raise ConfigError(f"the kubeconfig {path} has no current context (contexts: {known})",
+                              "pass --context NAME, or kubectl config use-context NAME "
+                              "(or create a cluster: pidmap sandbox up)")
+        if context not in names:
+            raise ConfigError(f'context "{context}" is not in the kubeconfig {path} (contexts: {known})',
+                              "list contexts: kubectl config get-contexts")
         config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=path, context=context, client_configuration=configuration,
             persist_config=False)

@@ -80,7 +80,17 @@ def test_no_kubeconfig(tmp_path: Path) -> None:
 def test_unknown_context(tmp_path: Path) -> None:
     kubeconfig = _kubeconfig(tmp_path, "https://127.0.0.1:1")
     _assert_error(_pidmap("show", "kubia", "--kubeconfig", str(kubeconfig), "--context", "nope"),
-                  ExitStatus.CONFIG, "cannot use kubeconfig")
+                  ExitStatus.CONFIG, 'context "nope" is not in the kubeconfig')
+
+
+def test_kubeconfig_without_current_context(tmp_path: Path) -> None:
+    # What `kubectl config` leaves once the last context is deleted (e.g. after `sandbox down`).
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text('apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n'
+                          'current-context: ""\n')
+    result = _pidmap("show", "kubia", "--kubeconfig", str(kubeconfig))
+    _assert_error(result, ExitStatus.CONFIG, "has no current context (contexts: none)")
+    assert "use-context" in result.stderr
 
 
 def test_api_unreachable(tmp_path: Path) -> None:
