@@ -34,6 +34,13 @@ class PidmapGroup(click.Group):
             if err.hint:
                 click.echo(f"hint: {err.hint}", err=True)
             ctx.exit(int(err.status))
+        except click.UsageError as err:
+            # A bad command line reads like every other error: one line, then where to look.
+            if debug:
+                traceback.print_exc()
+            click.echo(f"error: {err.format_message()}", err=True)
+            click.echo(f"hint: {(err.ctx or ctx).command_path} --help", err=True)
+            ctx.exit(int(ExitStatus.USAGE))
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(int(ExitStatus.INTERRUPTED))
@@ -55,6 +62,15 @@ def main(debug: bool) -> None:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _pod_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """Accept kubectl's TYPE/NAME form too (``pod/kubia-manual``), as a kubectl user types it."""
+    if value is not None:
+        kind, sep, name = value.partition("/")
+        if sep and kind in ("pod", "pods", "po"):
+            return name
+    return value
 
 
 OUTPUT_HELP = ("table, wide (adds PID namespace, cgroup id, start time), json, yaml, "
@@ -93,7 +109,7 @@ def _check_names(**names: str | None) -> None:
 
 
 @main.command()
-@click.argument("pod", required=False, shell_complete=complete_pods)
+@click.argument("pod", required=False, callback=_pod_name, shell_complete=complete_pods)
 @click.option("-c", "--container", default=None, help="Only this container.")
 @click.option("--via", type=click.Choice(["auto", "local", "docker"]), default="auto", show_default=True,
               help="Read node processes from this machine's /proc (local) or with docker exec (docker).")
@@ -199,7 +215,7 @@ def node_command(node_name: str, via: str, namespace: str | None, context: str |
 
 
 @main.command("watch")
-@click.argument("pod", shell_complete=complete_pods)
+@click.argument("pod", callback=_pod_name, shell_complete=complete_pods)
 @click.option("-c", "--container", default=None, help="Only this container.")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
               help="Seconds between refreshes.")

@@ -112,3 +112,28 @@ contexts: [{{name: x, context: {{cluster: c, user: u}}}}]
 current-context: x
 """)
     return path
+
+
+CLICK_USAGE = [
+    (["show", "kubia", "-o", "xml"], "'xml' is not one of", "pidmap show --help"),
+    (["whois", "abc"], "'abc' is not a valid integer", "pidmap whois --help"),
+    (["show", "kubia", "--bogus"], "No such option '--bogus'", "pidmap show --help"),
+    (["node"], "Missing argument 'NODE'", "pidmap node --help"),
+    (["frobnicate"], "No such command 'frobnicate'", "pidmap --help"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message", "hint"), CLICK_USAGE, ids=[" ".join(a) for a, _, _ in CLICK_USAGE])
+def test_command_line_mistakes_read_like_every_other_error(argv: list[str], message: str, hint: str,
+                                                           tmp_path: Path) -> None:
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "none")}
+    result = _pidmap(*argv, env=env)
+    _assert_error(result, ExitStatus.USAGE, message)
+    assert result.stderr.splitlines()[1] == f"hint: {hint}"
+
+
+def test_kubectl_style_pod_argument_is_accepted(tmp_path: Path) -> None:
+    # pod/NAME reaches the kubeconfig step (no name error); deploy/NAME is still no pod name.
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "none")}
+    _assert_error(_pidmap("show", "pod/kubia", env=env), ExitStatus.CONFIG, "no kubeconfig at")
+    _assert_error(_pidmap("show", "deploy/kubia", env=env), ExitStatus.USAGE, "invalid pod name")
