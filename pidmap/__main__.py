@@ -1,3 +1,3 @@
 from pidmap.cli import main
 
-main()
+main(prog_name="pidmap")

@@ -123,7 +123,8 @@ CLICK_USAGE = [
 ]
 
 
-@pytest.mark.parametrize(("argv", "message", "hint"), CLICK_USAGE, ids=[" ".join(a) for a, _, _ in CLICK_USAGE])
+@pytest.mark.parametrize(("argv", "message", "hint"), CLICK_USAGE,
+                         ids=[" ".join(a) for a, _, _ in CLICK_USAGE])
 def test_command_line_mistakes_read_like_every_other_error(argv: list[str], message: str, hint: str,
                                                            tmp_path: Path) -> None:
     env = {**os.environ, "KUBECONFIG": str(tmp_path / "none")}
