@@ -120,7 +120,10 @@ def render_text(result: PodMap, wide: bool = False) -> str:
         head = (f"\nCONTAINER {c.name} ({c.type})   state: {state_text(c)}   restarts: {c.restart_count}   "
                 f"id: {cid}")
         if wide:
-            head += f"   pid-ns: {_cell(cmap.pid_namespace)}   cgroup-id: {_cell(cmap.cgroup_id)}"
+            head += f"   pid-ns: {_cell(cmap.pid_namespace)}"
+            # Only worth a column when the cgroup says something the status did not.
+            if cmap.cgroup_id != c.container_id:
+                head += f"   cgroup-id: {_cell(cmap.cgroup_id)}"
         lines.append(head)
         if cmap.processes:
             lines.append(_table(cmap, wide))

@@ -11,8 +11,8 @@
 #   NAME           READY   STATUS    RESTARTS   AGE   IP           NODE            ...
 #   kubia-manual   1/1     Running   0          2s    10.244.2.2   learn-k8s-m03   ...
 #   $ kubectl exec kubia-manual -- ps aux
-#   PID   USER     TIME  COMMAND
-#       1 root      0:00 node app.js
+#   PID   USER     COMMAND
+#       1 root     node app.js
 #   $ docker exec learn-k8s-m03 ps aux
 #   ...
 #   $ pidmap show kubia-manual

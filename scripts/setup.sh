@@ -7,8 +7,7 @@
 #
 # 1. the Docker engine (scripts/install-docker.sh: Debian's docker.io when none answers);
 # 2. graphviz, which renders the -o dot pictures in the tests;
-# 3. mermaid's parser from npm (for the -o mermaid test) where npm exists;
-# 4. a virtualenv in .venv with pidmap installed editable, with its sandbox and dev extras.
+# 3. a virtualenv in .venv with pidmap installed editable, with its sandbox and dev extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,14 +22,6 @@ if ! command -v dot >/dev/null 2>&1; then
   else
     echo "setup: graphviz (dot) missing; the picture tests need it (apt-get install graphviz)" >&2
   fi
-fi
-
-# Mermaid's own parser (npm mermaid + jsdom, no browser) checks the -o mermaid pictures in the tests.
-if command -v npm >/dev/null 2>&1 && [ ! -d .cache/mermaid/node_modules/mermaid ]; then
-  echo "setup: installing mermaid's parser from npm into .cache/mermaid"
-  mkdir -p .cache/mermaid
-  npm install --silent --no-audit --no-fund --prefix .cache/mermaid mermaid@10 jsdom@29 >/dev/null \
-    || echo "setup: npm install of mermaid failed; the mermaid test falls back to structural checks" >&2
 fi
 
 py=${PYTHON:-python3}

@@ -18,6 +18,14 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 
+# Mermaid's own parser (npm mermaid + jsdom, no browser) checks the -o mermaid pictures in the tests.
+if command -v npm >/dev/null 2>&1 && [ ! -d .cache/mermaid/node_modules/mermaid ]; then
+  echo "setup: installing mermaid's parser from npm into .cache/mermaid"
+  mkdir -p .cache/mermaid
+  npm install --silent --no-audit --no-fund --prefix .cache/mermaid mermaid@10 jsdom@29 >/dev/null \
+    || echo "setup: npm install of mermaid failed; the mermaid test will fail" >&2
+fi
+
 printf 'ruff: '; .venv/bin/ruff check pidmap tests scripts | tail -1
 printf 'mypy: '; .venv/bin/mypy pidmap | tail -1
 printf 'lint-imports: '; .venv/bin/lint-imports 2>&1 | grep -E 'Contracts:' || { .venv/bin/lint-imports; exit 1; }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import yaml
 
@@ -65,4 +66,9 @@ def test_table_marks_pid1_and_wide_adds_columns() -> None:
     table = render(result, "table")  # type: ignore[arg-type]
     wide = render(result, "wide")  # type: ignore[arg-type]
     assert "1*" in table and "* = PID 1" in table
-    assert "START" not in table and "START" in wide and "pid-ns:" in wide and "cgroup-id:" in wide
+    assert "START" not in table and "START" in wide and "pid-ns:" in wide
+    # The cgroup's container ID is shown only where it differs from the one the API reported.
+    cmap = result.containers[0]
+    assert ("cgroup-id:" in wide) == (cmap.cgroup_id != cmap.container.container_id)
+    other = replace(result, containers=(replace(cmap, cgroup_id="f" * 64),))
+    assert f"cgroup-id: {'f' * 64}" in render(other, "wide")  # type: ignore[arg-type]
