@@ -230,6 +230,9 @@ class PodMap:
     containers: tuple[ContainerMap, ...]
     notes: tuple[str, ...] = ()
     via: str | None = None
+    # shareProcessNamespace: the pod sandbox's pause process, PID 1 of the pod's one PID namespace
+    # and in no container (None otherwise, or where the host side cannot see it).
+    sandbox: Process | None = None
 
     @property
     def running(self) -> bool:

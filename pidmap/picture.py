@@ -22,6 +22,10 @@ MISSING = "-"
 COMMAND_WIDTH = 60
 
 
+# shareProcessNamespace: the pod's pause process, PID 1 of the namespace all its containers share.
+SANDBOX_TITLE = "pod sandbox (pause, PID 1 of the shared PID namespace)"
+
+
 def _cell(value: int | str | None) -> str:
     return MISSING if value is None else str(value)
 
@@ -82,6 +86,9 @@ def render_tree(maps: Sequence[PodMap]) -> str:
             lines.append(node_pad + ("└─ " if pod_last else "├─ ")
                          + f"pod {pod.namespace}/{pod.name} ({pod.phase}{share})")
             pod_pad = node_pad + ("   " if pod_last else "│  ")
+            if pmap.sandbox is not None:
+                lines.append(pod_pad + ("└─ " if not pmap.containers else "├─ ")
+                             + f"{SANDBOX_TITLE}  {_pids(pmap.sandbox)}  {_short(pmap.sandbox.command)}")
             for c_index, cmap in enumerate(pmap.containers):
                 c_last = c_index == len(pmap.containers) - 1
                 c = cmap.container
@@ -134,6 +141,10 @@ def render_dot(maps: Sequence[PodMap]) -> str:
                 out.append(f"      subgraph cluster_p{pod_id} {{")
                 out.append(f"        label={_dot_string(f'pod {pod.namespace}/{pod.name} ({pod.phase})')}; "
                            'bgcolor="#fdf3dc";')
+                if _pmap.sandbox is not None:
+                    label = f"{SANDBOX_TITLE}\n{_pids(_pmap.sandbox)}\n{_short(_pmap.sandbox.command, 40)}"
+                    out.append(f"        p{pod_id}_sandbox [label={_dot_string(label)}, "
+                               'fillcolor="#ffe08a"];')
             c = cmap.container
             out.append(f"        subgraph cluster_p{pod_id}_c{c_index} {{")
             out.append(f"          label={_dot_string(f'container {c.name} ({c.type}, {_pid_ns(cmap)})')}; "
@@ -187,6 +198,10 @@ def render_mermaid(maps: Sequence[PodMap]) -> str:
             title = _mermaid_text(f"pod {pod.namespace}/{pod.name} ({pod.phase})")
             out.append(f'      subgraph p{pod_id}["{title}"]')
             out.append("        direction TB")
+            if pmap.sandbox is not None:
+                label = "<br/>".join(_mermaid_text(part) for part in (
+                    SANDBOX_TITLE, _pids(pmap.sandbox), _short(pmap.sandbox.command, 40)))
+                out.append(f'        p{pod_id}_sandbox["{label}"]')
             for c_index, cmap in enumerate(pmap.containers):
                 c = cmap.container
                 title = f"container {c.name} ({c.type}, {_pid_ns(cmap)})"
@@ -217,6 +232,8 @@ def _pid1_ids(maps: Sequence[PodMap]) -> list[str]:
     pod_base = 0
     for _key, _node, pods in _group_by_node(maps):
         for pod_index, pmap in enumerate(pods):
+            if pmap.sandbox is not None:
+                ids.append(f"{pod_base + pod_index}_sandbox")
             for c_index, cmap in enumerate(pmap.containers):
                 ids.extend(f"{pod_base + pod_index}_c{c_index}_{p_index}"
                            for p_index, proc in enumerate(cmap.processes) if "pid1" in proc.flags)

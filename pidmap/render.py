@@ -73,6 +73,8 @@ def to_document(result: PodMap) -> dict[str, Any]:
             "host_pid": node.host_pid if node else None,
         },
         "via": result.via,
+        # shareProcessNamespace: the pause process, PID 1 of the pod's namespace (else null).
+        "sandbox": _process_doc(result.sandbox) if result.sandbox is not None else None,
         "containers": [_container_doc(c) for c in result.containers],
         "notes": notes,
     }
@@ -88,12 +90,16 @@ def _pid1(proc: Process) -> str:
 
 
 def _table(cmap: ContainerMap, wide: bool) -> str:
+    return _process_table(cmap.processes, wide)
+
+
+def _process_table(processes: tuple[Process, ...], wide: bool) -> str:
     headers = ["CONTAINER PID", "NODE PID", "HOST PID", "PPID", "USER", "STATE"]
     if wide:
         headers += ["START"]
     headers += ["FLAGS", "COMMAND"]
     rows = []
-    for proc in cmap.processes:
+    for proc in processes:
         row = [_pid1(proc), _cell(proc.node_pid), _cell(proc.host_pid), _cell(proc.ppid), _cell(proc.user),
                _cell(proc.state)]
         if wide:
@@ -114,6 +120,10 @@ def render_text(result: PodMap, wide: bool = False) -> str:
         lines.append(f"NODE {pod.node_name or '(not scheduled)'}   provider: -   container: -   host PID: -")
     if result.via:
         lines.append(f"VIA {result.via}")
+    if result.sandbox is not None:
+        # The pause process is PID 1 of a shared namespace yet in no container: its own block.
+        lines.append("\nPOD SANDBOX (pause: PID 1 of the pod's shared PID namespace, in no container)")
+        lines.append(_process_table((result.sandbox,), wide))
     for cmap in result.containers:
         c = cmap.container
         cid = (c.container_id or MISSING)[: 64 if wide else 12]
@@ -127,7 +137,8 @@ def render_text(result: PodMap, wide: bool = False) -> str:
         lines.append(head)
         if cmap.processes:
             lines.append(_table(cmap, wide))
-    if any("pid1" in p.flags for cmap in result.containers for p in cmap.processes):
+    if result.sandbox is not None or any("pid1" in p.flags for cmap in result.containers
+                                         for p in cmap.processes):
         lines.append("\n* = PID 1 of the container's PID namespace")
     notes = [*result.notes, *(n for cmap in result.containers for n in cmap.notes)]
     if notes:

@@ -136,6 +136,13 @@ def test_every_pid_matches_ground_truth(sandbox: Sandbox, running: dict[str, dic
         # One namespace for the pod: ps shows the pause process (PID 1) plus every container's.
         assert stable_all - mapped == {1}
         assert "pause" in next(iter(after.values()))[1][1]
+        # ... and pidmap shows that PID 1 as the pod's sandbox row, at every level.
+        sandbox_row = doc["sandbox"]
+        assert sandbox_row["container_pid"] == 1 and _alive(sandbox_row["host_pid"], sandbox_row["command"])
+        assert _nspid(sandbox_row["host_pid"]) == [sandbox_row["host_pid"], sandbox_row["node_pid"], 1]
+        assert node_ps[sandbox_row["node_pid"]][1] == sandbox_row["command"] == "/pause"
+    else:
+        assert doc["sandbox"] is None
 
 
 def test_table_output_kubia(sandbox: Sandbox, running: dict[str, dict[str, Any]]) -> None:

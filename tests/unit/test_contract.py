@@ -45,6 +45,7 @@ def test_json_keys() -> None:
     _check(doc)
     assert doc["node"]["host_pid"] == DOC["truth"]["node_host_pid"]
     assert doc["containers"][0]["processes"][0]["container_pid"] == 1
+    assert doc["sandbox"] is None  # only a shareProcessNamespace pod has a pause row
 
 
 def test_yaml_is_the_same_document() -> None:

@@ -10,7 +10,9 @@ from typing import Any
 
 from pidmap.correlate import correlate
 from pidmap.model import HostView, Node, ProbeResult, ProcessTable
+from pidmap.picture import render_picture
 from pidmap.procfs import parse_scan
+from pidmap.render import render, to_document
 from pidmap.sources.kube import pod_from_api
 from tests.unit.recorded import host_processes, load
 
@@ -76,9 +78,19 @@ def test_shared_namespace_names_its_pause_pid1() -> None:
     for with_ns in (True, False):
         view = HostView(table=ProcessTable(processes=tuple(host_processes(DOC, with_ns=with_ns))),
                         via="local", node_level=depth, host_level=0)
-        notes = [n for n in correlate(pod, None, _probes(), view).notes if "PID 1 is the pod's sandbox" in n]
+        result = correlate(pod, None, _probes(), view)
+        notes = [n for n in result.notes if "PID 1 is the pod's sandbox" in n]
         assert len(notes) == 1, notes
         assert "'/pause'" in notes[0] and f"node PID {node_pid}, host PID {host_pid}" in notes[0]
+        # ... and a row of its own, in the document and in every picture.
+        assert result.sandbox is not None
+        assert (result.sandbox.container_pid, result.sandbox.node_pid, result.sandbox.host_pid,
+                result.sandbox.command) == (1, node_pid, host_pid, "/pause")
+        doc = to_document(result)
+        assert doc["sandbox"]["host_pid"] == host_pid and doc["sandbox"]["node_pid"] == node_pid
+        assert f"PID 1 · node {node_pid} · host {host_pid}  /pause" in render_picture([result], "tree")
+        table = render(result, "table")
+        assert "POD SANDBOX" in table and "/pause" in table.split("CONTAINER web")[0]
 
 
 def test_docker_view() -> None:
