@@ -23,6 +23,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+Pods = dict[str, dict[str, Any]]  # pod name -> the pod object as kubectl prints it
+# The examples whose pods run (rather than complete, fail or wait): what the e2e mapping tests map.
+RUNNING_EXAMPLES = ["kubia-manual.yaml", "sidecar.yaml", "adapter.yaml", "ambassador.yaml",
+                    "init-container.yaml", "shared-pid.yaml"]
 
 
 def docker_answers() -> bool:
@@ -112,3 +116,11 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         yield box
     finally:
         box.pidmap("sandbox", "down", "--name", name, check=False, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def running_examples(sandbox: Sandbox) -> Pods:
+    """Every running example applied and Running: pod name -> the pod as kubectl reports it then."""
+    names = [sandbox.apply_example(example)["metadata"]["name"] for example in RUNNING_EXAMPLES]
+    # Read again once all are up, so each pod's statuses are the ones with every container running.
+    return {name: sandbox.wait_phase(name, {"Running"}) for name in names}

@@ -21,22 +21,9 @@ import pytest
 import yaml
 
 from tests.conftest import EXAMPLES, Sandbox, _sandbox_up, docker_answers
+from tests.kernel import pids_in_cgroup
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.docker, pytest.mark.root]
-
-
-def _host_pids_of(container_id: str) -> list[int]:
-    """Host PIDs whose cgroup path carries ``container_id`` (read from /proc, not from the server)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if container_id in (entry / "cgroup").read_text():
-                pids.append(int(entry.name))
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-    return pids
 
 
 def _labelled_containers(sandbox: Sandbox) -> list[str]:
@@ -258,7 +245,7 @@ def test_delete_returns_and_the_processes_are_gone(sandbox: Sandbox, namespace: 
     sandbox.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
     pod = sandbox.wait_phase("kubia-manual", {"Running"}, namespace)
     container_id = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
-    assert _host_pids_of(container_id), "the running container has no process on the host"
+    assert pids_in_cgroup(container_id), "the running container has no process on the host"
     watch = subprocess.Popen(
         ["kubectl", "get", "pods", "-n", namespace, "-w", "-o", "name"],
         stdout=subprocess.PIPE,
@@ -270,7 +257,7 @@ def test_delete_returns_and_the_processes_are_gone(sandbox: Sandbox, namespace: 
         started = time.monotonic()
         sandbox.kubectl("delete", "pod", "kubia-manual", "-n", namespace, timeout=60)
         assert time.monotonic() - started < 45
-        assert _host_pids_of(container_id) == []
+        assert pids_in_cgroup(container_id) == []
         gone = sandbox.kubectl("get", "pod", "kubia-manual", "-n", namespace, check=False)
         assert gone.returncode != 0 and "NotFound" in gone.stderr
     finally:

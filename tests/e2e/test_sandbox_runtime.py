@@ -21,32 +21,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import Sandbox, _sandbox_up
+from tests.kernel import nspid, pids_in_cgroup
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.docker, pytest.mark.root]
 
 PROC = Path("/proc")
-
-
-def host_pids_of(container_id: str) -> list[int]:
-    """Host PIDs whose /proc/PID/cgroup path carries ``container_id`` (ground truth from the kernel)."""
-    found: list[int] = []
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "cgroup").read_text()
-        except OSError:
-            continue
-        if container_id in text:
-            found.append(int(entry.name))
-    return sorted(found)
-
-
-def nspid(pid: int) -> list[int]:
-    for line in (PROC / str(pid) / "status").read_text().splitlines():
-        if line.startswith("NSpid:"):
-            return [int(x) for x in line.split()[1:]]
-    raise AssertionError(f"no NSpid line for {pid}")
 
 
 def pid_ns(pid: int) -> str:
@@ -85,7 +64,7 @@ def test_kubia_manual_runs_node_app_as_pid_1(sandbox: Sandbox) -> None:
     assert "running" in kubia["state"] and kubia["ready"] is True and kubia["restartCount"] == 0
     node = pod["spec"]["nodeName"]
     cid = container_id(kubia)
-    pids = host_pids_of(cid)
+    pids = pids_in_cgroup(cid)
     assert pids, f"no host process carries {cid} in its cgroup"
     main = [pid for pid in pids if nspid(pid)[-1] == 1]
     assert len(main) == 1, {pid: nspid(pid) for pid in pids}
@@ -111,14 +90,14 @@ def test_sidecar_containers_have_their_own_pid_namespaces(sandbox: Sandbox) -> N
     assert len(by_name) == 2 and all("running" in s["state"] for s in by_name.values())
     namespaces = {}
     for name, status in by_name.items():
-        main = [pid for pid in host_pids_of(container_id(status)) if nspid(pid)[-1] == 1]
+        main = [pid for pid in pids_in_cgroup(container_id(status)) if nspid(pid)[-1] == 1]
         assert len(main) == 1, name
         namespaces[name] = pid_ns(main[0])
     assert len(set(namespaces.values())) == 2, namespaces
     # ... but one network and UTS namespace (pause's), and the shared emptyDir volume works.
     writer, tailer = (by_name[c["name"]] for c in pod["spec"]["containers"])
-    writer_pid = next(p for p in host_pids_of(container_id(writer)) if nspid(p)[-1] == 1)
-    tailer_pid = next(p for p in host_pids_of(container_id(tailer)) if nspid(p)[-1] == 1)
+    writer_pid = next(p for p in pids_in_cgroup(container_id(writer)) if nspid(p)[-1] == 1)
+    tailer_pid = next(p for p in pids_in_cgroup(container_id(tailer)) if nspid(p)[-1] == 1)
     for kind in ("net", "uts", "ipc"):
         assert os.readlink(PROC / str(writer_pid) / "ns" / kind) == os.readlink(
             PROC / str(tailer_pid) / "ns" / kind), kind
@@ -137,12 +116,12 @@ def test_shared_pid_pod_has_pause_as_pid_1(sandbox: Sandbox) -> None:
     by_name = statuses(pod)
     namespaces = set()
     for status in by_name.values():
-        pids = host_pids_of(container_id(status))
+        pids = pids_in_cgroup(container_id(status))
         assert pids and all(len(nspid(pid)) == 3 and nspid(pid)[-1] != 1 for pid in pids)
         namespaces |= {pid_ns(pid) for pid in pids}
     assert len(namespaces) == 1, namespaces
     # PID 1 of that namespace is the pause process.
-    some_pid = host_pids_of(container_id(by_name["shell"]))[0]
+    some_pid = pids_in_cgroup(container_id(by_name["shell"]))[0]
     pause = [int(p.name) for p in PROC.iterdir() if p.name.isdigit() and _safe_ns(int(p.name)) in namespaces]
     assert len(pause) == 1 and cmdline(pause[0]) == "/pause", pause
     assert pid_ns(some_pid) == pid_ns(pause[0])
@@ -163,8 +142,8 @@ def test_adapter_and_ambassador_share_the_pod_network(sandbox: Sandbox) -> None:
     assert re.fullmatch(r"app_requests_total \d+\n", wait_for(metrics, what="the adapter's metrics"))
     ambassador = sandbox.apply_example("ambassador.yaml")
     by_name = statuses(ambassador)
-    app_pid = next(p for p in host_pids_of(container_id(by_name["app"])) if nspid(p)[-1] == 1)
-    proxy_pid = next(p for p in host_pids_of(container_id(by_name["ambassador"])) if nspid(p)[-1] == 1)
+    app_pid = next(p for p in pids_in_cgroup(container_id(by_name["app"])) if nspid(p)[-1] == 1)
+    proxy_pid = next(p for p in pids_in_cgroup(container_id(by_name["ambassador"])) if nspid(p)[-1] == 1)
     assert pid_ns(app_pid) != pid_ns(proxy_pid)
     net = {os.readlink(PROC / str(pid) / "ns" / "net") for pid in (app_pid, proxy_pid)}
     assert len(net) == 1
@@ -190,7 +169,7 @@ def test_init_container_completes_before_the_app(sandbox: Sandbox) -> None:
     web = statuses(pod)["web"]
     assert init["state"]["terminated"]["exitCode"] == 0
     assert init["state"]["terminated"]["reason"] == "Completed"
-    assert not host_pids_of(container_id(init)), "a completed init container left processes"
+    assert not pids_in_cgroup(container_id(init)), "a completed init container left processes"
     assert web["state"]["running"]["startedAt"] >= init["state"]["terminated"]["finishedAt"]
     conditions = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
     assert conditions == {"PodScheduled": "True", "Initialized": "True", "ContainersReady": "True",
@@ -212,7 +191,7 @@ def test_run_to_completion(sandbox: Sandbox, example: str, name: str, phase: str
     assert (terminated["exitCode"], terminated["reason"]) == (exit_code, reason)
     assert terminated["containerID"] == job["containerID"]
     assert job["restartCount"] == 0 and job["ready"] is False
-    assert not host_pids_of(container_id(job))
+    assert not pids_in_cgroup(container_id(job))
     result = sandbox.kubectl("exec", name, "--", "true", check=False)
     assert result.returncode != 0
 
@@ -238,7 +217,7 @@ def test_killing_pid_1_restarts_the_container(sandbox: Sandbox) -> None:
     pod = sandbox.wait_phase("pa-restart", {"Running"})
     first = statuses(pod)["pa-restart"]
     old_id = container_id(first)
-    main = next(pid for pid in host_pids_of(old_id) if nspid(pid)[-1] == 1)
+    main = next(pid for pid in pids_in_cgroup(old_id) if nspid(pid)[-1] == 1)
     os.kill(main, signal.SIGKILL)
 
     def restarted() -> dict[str, Any] | None:
@@ -250,8 +229,8 @@ def test_killing_pid_1_restarts_the_container(sandbox: Sandbox) -> None:
     last = status["lastState"]["terminated"]
     assert (last["exitCode"], last["reason"]) == (137, "Error")
     assert last["containerID"] == first["containerID"]
-    assert not host_pids_of(old_id)
-    assert host_pids_of(container_id(status))
+    assert not pids_in_cgroup(old_id)
+    assert pids_in_cgroup(container_id(status))
     sandbox.kubectl("delete", "pod", "pa-restart", "--wait=true")
 
 
@@ -260,10 +239,10 @@ def test_delete_pod_removes_processes_and_cgroups(sandbox: Sandbox) -> None:
     pod = sandbox.wait_phase("pa-delete", {"Running"})
     cid = container_id(statuses(pod)["pa-delete"])
     uid = pod["metadata"]["uid"]
-    assert host_pids_of(cid)
+    assert pids_in_cgroup(cid)
     assert _cgroup_dirs(uid)
     sandbox.kubectl("delete", "pod", "pa-delete", "--wait=true", timeout=60)
-    wait_for(lambda: not host_pids_of(cid), timeout=15, what="the pod's processes to exit")
+    wait_for(lambda: not pids_in_cgroup(cid), timeout=15, what="the pod's processes to exit")
     wait_for(lambda: not _cgroup_dirs(uid), timeout=15, what="the pod's cgroups to go")
 
 
@@ -340,14 +319,14 @@ def test_stopped_node_makes_its_pods_unknown(private: Sandbox) -> None:
     pod = private.wait_phase("pa-lost", {"Running"})
     assert pod["spec"]["nodeName"] == worker
     cid = container_id(statuses(pod)["c"])
-    assert host_pids_of(cid)
+    assert pids_in_cgroup(cid)
     subprocess.run(["docker", "stop", "-t", "1", worker], check=True, capture_output=True)
     pod = private.wait_phase("pa-lost", {"Unknown"}, timeout=30)
     assert pod["status"].get("reason") == "NodeLost"
     nodes = json.loads(private.kubectl("get", "node", worker, "-o", "json").stdout)
     ready = next(c for c in nodes["status"]["conditions"] if c["type"] == "Ready")
     assert ready["status"] != "True"
-    assert not host_pids_of(cid)
+    assert not pids_in_cgroup(cid)
 
 
 def test_down_leaves_nothing_behind(private: Sandbox) -> None:
@@ -360,7 +339,7 @@ def test_down_leaves_nothing_behind(private: Sandbox) -> None:
     port = spec["api_port"]
     node_ids = [n["container_id"] for n in spec["nodes"]]
     api_pid = int((private.state_dir / "apiserver.pid").read_text())
-    assert host_pids_of(cid)
+    assert pids_in_cgroup(cid)
 
     result = private.pidmap("sandbox", "down", "--name", private.name)
     assert "Deleted" in result.stdout
@@ -368,7 +347,7 @@ def test_down_leaves_nothing_behind(private: Sandbox) -> None:
     left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.pidmap.sandbox={private.name}"],
                           capture_output=True, text=True, check=True).stdout.split()
     assert left == [], "no container"
-    assert not host_pids_of(cid), "no pod process"
+    assert not pids_in_cgroup(cid), "no pod process"
     api_cmdline = PROC / str(api_pid) / "cmdline"
     assert not api_cmdline.exists() or b"pidmap.sandbox.apiserver" not in api_cmdline.read_bytes()
     for node_id in node_ids:

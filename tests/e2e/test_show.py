@@ -19,19 +19,10 @@ from typing import Any
 import pytest
 
 from pidmap.errors import ExitStatus
-from tests.conftest import Sandbox
+from tests.conftest import RUNNING_EXAMPLES, Pods, Sandbox
+from tests.kernel import nspid
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.root, pytest.mark.docker]
-
-RUNNING_EXAMPLES = ["kubia-manual.yaml", "sidecar.yaml", "adapter.yaml", "ambassador.yaml",
-                    "init-container.yaml", "shared-pid.yaml"]
-
-
-def _nspid(host_pid: int) -> list[int]:
-    for line in Path(f"/proc/{host_pid}/status").read_text().splitlines():
-        if line.startswith("NSpid:"):
-            return [int(x) for x in line.split()[1:]]
-    raise AssertionError(host_pid)
 
 
 def _ps_table(text: str) -> dict[int, tuple[int, str]]:
@@ -56,15 +47,6 @@ def _container_ps(box: Sandbox, pod: str, container: str) -> dict[int, tuple[int
     return {pid: row for pid, row in _ps_table(out).items() if not row[1].startswith("ps -o")}
 
 
-@pytest.fixture(scope="module")
-def running(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
-    pods = {}
-    for example in RUNNING_EXAMPLES:
-        pod = sandbox.apply_example(example)
-        pods[pod["metadata"]["name"]] = pod
-    return pods
-
-
 def _alive(host_pid: int, command: str) -> bool:
     try:
         raw = Path(f"/proc/{host_pid}/cmdline").read_bytes()
@@ -74,7 +56,7 @@ def _alive(host_pid: int, command: str) -> bool:
 
 
 @pytest.mark.parametrize("example", RUNNING_EXAMPLES)
-def test_every_pid_matches_ground_truth(sandbox: Sandbox, running: dict[str, dict[str, Any]],
+def test_every_pid_matches_ground_truth(sandbox: Sandbox, running_examples: Pods,
                                         example: str) -> None:
     name = {"kubia-manual.yaml": "kubia-manual", "init-container.yaml": "init-demo"}.get(
         example, example.removesuffix(".yaml"))
@@ -114,7 +96,7 @@ def test_every_pid_matches_ground_truth(sandbox: Sandbox, running: dict[str, dic
             mapped.add(cpid)
             try:  # every read before any check: a brief sleep may exit between two reads
                 alive = _alive(host_pid, proc["command"])
-                chain, cgroup = _nspid(host_pid), Path(f"/proc/{host_pid}/cgroup").read_text()
+                chain, cgroup = nspid(host_pid), Path(f"/proc/{host_pid}/cgroup").read_text()
             except OSError:
                 alive = False
             if not alive or (cpid in stable and node_pid not in node_ps):
@@ -139,13 +121,13 @@ def test_every_pid_matches_ground_truth(sandbox: Sandbox, running: dict[str, dic
         # ... and pidmap shows that PID 1 as the pod's sandbox row, at every level.
         sandbox_row = doc["sandbox"]
         assert sandbox_row["container_pid"] == 1 and _alive(sandbox_row["host_pid"], sandbox_row["command"])
-        assert _nspid(sandbox_row["host_pid"]) == [sandbox_row["host_pid"], sandbox_row["node_pid"], 1]
+        assert nspid(sandbox_row["host_pid"]) == [sandbox_row["host_pid"], sandbox_row["node_pid"], 1]
         assert node_ps[sandbox_row["node_pid"]][1] == sandbox_row["command"] == "/pause"
     else:
         assert doc["sandbox"] is None
 
 
-def test_table_output_kubia(sandbox: Sandbox, running: dict[str, dict[str, Any]]) -> None:
+def test_table_output_kubia(sandbox: Sandbox, running_examples: Pods) -> None:
     out = sandbox.pidmap("show", "kubia-manual").stdout
     doc = _show(sandbox, "kubia-manual")
     (proc,) = [p for p in doc["containers"][0]["processes"] if p["container_pid"] == 1]
@@ -158,7 +140,7 @@ def test_table_output_kubia(sandbox: Sandbox, running: dict[str, dict[str, Any]]
     assert int(os.readlink(f"/proc/{proc['host_pid']}/ns/pid")[5:-1]) == doc["containers"][0]["pid_namespace"]
 
 
-def test_yaml_equals_json(sandbox: Sandbox, running: dict[str, dict[str, Any]]) -> None:
+def test_yaml_equals_json(sandbox: Sandbox, running_examples: Pods) -> None:
     import yaml
 
     # kubia-manual's processes are long-lived (no sidecar's `sleep 1`): two runs see the same ones.
@@ -167,7 +149,7 @@ def test_yaml_equals_json(sandbox: Sandbox, running: dict[str, dict[str, Any]]) 
     assert doc["containers"] and doc["containers"][0]["processes"]
 
 
-def test_one_container_with_c(sandbox: Sandbox, running: dict[str, dict[str, Any]]) -> None:
+def test_one_container_with_c(sandbox: Sandbox, running_examples: Pods) -> None:
     doc = _show(sandbox, "sidecar", "-c", "log-tailer")
     (container,) = doc["containers"]
     assert container["name"] == "log-tailer"
@@ -175,7 +157,7 @@ def test_one_container_with_c(sandbox: Sandbox, running: dict[str, dict[str, Any
 
 
 @pytest.mark.parametrize("example", ["kubia-manual.yaml", "sidecar.yaml", "shared-pid.yaml"])
-def test_via_docker_gives_the_same_container_node_pairs(sandbox: Sandbox, running: dict[str, dict[str, Any]],
+def test_via_docker_gives_the_same_container_node_pairs(sandbox: Sandbox, running_examples: Pods,
                                                        example: str) -> None:
     name = example.removesuffix(".yaml")
     local = _show(sandbox, name, "--via", "local")
@@ -197,7 +179,7 @@ def test_via_docker_gives_the_same_container_node_pairs(sandbox: Sandbox, runnin
     assert any("host PIDs cannot be seen" in n for n in docker["notes"])
 
 
-def test_kubectl_plugin_name(sandbox: Sandbox, running: dict[str, dict[str, Any]]) -> None:
+def test_kubectl_plugin_name(sandbox: Sandbox, running_examples: Pods) -> None:
     # kubectl finds plugins on PATH by name (kubectl-pidmap, a console script of the package).
     env = {**sandbox.env, "PATH": f"{Path(sys.executable).parent}:{sandbox.env['PATH']}"}
     result = sandbox.run(["kubectl", "pidmap", "show", "kubia-manual", "-o", "json"], env=env)
@@ -207,7 +189,7 @@ def test_kubectl_plugin_name(sandbox: Sandbox, running: dict[str, dict[str, Any]
 UNPRIVILEGED_ID = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
-def test_unprivileged_maps_what_it_can(sandbox: Sandbox, running: dict[str, dict[str, Any]]) -> None:
+def test_unprivileged_maps_what_it_can(sandbox: Sandbox, running_examples: Pods) -> None:
     home = Path(tempfile.mkdtemp(prefix="pc-nobody-"))  # pytest's tmp_path is not reachable by nobody
     try:
         home.chmod(0o755)
@@ -301,7 +283,7 @@ def _check_rows_against_proc(box: Sandbox, pod: str, container: dict[str, Any]) 
     for proc in container["processes"]:
         host_pid = proc["host_pid"]
         assert _alive(host_pid, proc["command"]), proc
-        assert _nspid(host_pid)[:3] == [host_pid, proc["node_pid"], proc["container_pid"]]
+        assert nspid(host_pid)[:3] == [host_pid, proc["node_pid"], proc["container_pid"]]
         assert container["container_id"] in Path(f"/proc/{host_pid}/cgroup").read_text()
         assert ps[proc["container_pid"]] == (proc["ppid"], proc["command"])
 
@@ -355,7 +337,7 @@ def test_nested_pid_namespace_keeps_the_container_pids(sandbox: Sandbox) -> None
         (outer,) = doc["containers"]
         _check_rows_against_proc(sandbox, "nested-pidns", outer)
         (nested_init,) = [p for p in outer["processes"] if p["command"] == "sleep 3000"]
-        chain = _nspid(nested_init["host_pid"])
+        chain = nspid(nested_init["host_pid"])
         assert len(chain) == 4 and chain[3] == 1 and nested_init["container_pid"] == chain[2] != 1
         pid1 = [p for p in outer["processes"] if "pid1" in p["flags"]]
         assert [(p["container_pid"], p["command"]) for p in pid1] == [(1, "sleep 3001")]

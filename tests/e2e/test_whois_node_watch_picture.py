@@ -19,29 +19,12 @@ from typing import Any
 import pytest
 
 from pidmap.errors import ExitStatus
-from tests.conftest import ROOT, Sandbox
+from tests.conftest import ROOT, Pods, Sandbox
+from tests.kernel import cgroups, nspid
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.root, pytest.mark.docker]
 
-RUNNING = [
-    "kubia-manual.yaml",
-    "sidecar.yaml",
-    "adapter.yaml",
-    "ambassador.yaml",
-    "init-container.yaml",
-    "shared-pid.yaml",
-]
 MERMAID = ROOT / ".cache" / "mermaid"
-
-
-@pytest.fixture(scope="module")
-def pods(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
-    found = {}
-    for example in RUNNING:
-        pod = sandbox.apply_example(example)
-        found[pod["metadata"]["name"]] = pod
-    # Statuses as kubectl reports them once every container runs.
-    return {name: sandbox.wait_phase(name, {"Running"}) for name in found}
 
 
 def _container_ids(pod: dict[str, Any]) -> dict[str, str]:
@@ -52,24 +35,11 @@ def _container_ids(pod: dict[str, Any]) -> dict[str, str]:
 def _host_processes_of(container_ids: dict[str, str]) -> dict[int, str]:
     """host PID → container name, for every process whose cgroup leaf is one of the IDs."""
     found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cgroup = (entry / "cgroup").read_text()
-        except OSError:
-            continue
+    for pid, cgroup in cgroups().items():
         for cid, name in container_ids.items():
             if re.search(rf"/{cid}(\.scope)?$", cgroup, re.M) or f"-{cid}.scope" in cgroup:
-                found[int(entry.name)] = name
+                found[pid] = name
     return found
-
-
-def _nspid(pid: int) -> list[int]:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("NSpid:"):
-            return [int(x) for x in line.split()[1:]]
-    raise AssertionError(pid)
 
 
 def _whois(box: Sandbox, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -77,16 +47,16 @@ def _whois(box: Sandbox, *args: str, check: bool = True) -> subprocess.Completed
 
 
 def test_whois_names_pod_and_container_of_every_pod_process(
-    sandbox: Sandbox, pods: dict[str, dict[str, Any]]
+    sandbox: Sandbox, running_examples: Pods
 ) -> None:
     checked = 0
-    for name, pod in pods.items():
+    for name, pod in running_examples.items():
         truth = _host_processes_of(_container_ids(pod))
         assert truth, f"no host process carries a container ID of {name}"
         for host_pid, container in truth.items():
             # Ground truth first: a short-lived child (sleep 1) may exit at any moment.
             try:
-                chain = _nspid(host_pid)
+                chain = nspid(host_pid)
             except FileNotFoundError:
                 continue
             result = _whois(sandbox, str(host_pid), "-o", "json", check=False)
@@ -103,13 +73,13 @@ def test_whois_names_pod_and_container_of_every_pod_process(
             assert doc["node"] == pod["spec"]["nodeName"]
             assert doc["nspid"] == chain and doc["container_pid"] == chain[-1] and doc["node_pid"] == chain[1]
             checked += 1
-    assert checked >= len(pods)
+    assert checked >= len(running_examples)
 
 
-def test_whois_node_level_pid(sandbox: Sandbox, pods: dict[str, dict[str, Any]]) -> None:
-    pod = pods["kubia-manual"]
+def test_whois_node_level_pid(sandbox: Sandbox, running_examples: Pods) -> None:
+    pod = running_examples["kubia-manual"]
     host_pid, container = next(iter(_host_processes_of(_container_ids(pod)).items()))
-    node_pid = _nspid(host_pid)[1]
+    node_pid = nspid(host_pid)[1]
     node = pod["spec"]["nodeName"]
     doc = json.loads(_whois(sandbox, str(node_pid), "--level", "node", "--node", node, "-o", "json").stdout)
     assert (doc["pod"], doc["container"], doc["host_pid"]) == ("kubia-manual", container, host_pid)
@@ -126,9 +96,9 @@ def test_whois_node_level_pid(sandbox: Sandbox, pods: dict[str, dict[str, Any]])
 
 
 def test_whois_plain_answers_for_node_init_host_process_and_pause(
-    sandbox: Sandbox, pods: dict[str, dict[str, Any]]
+    sandbox: Sandbox, running_examples: Pods
 ) -> None:
-    node = pods["sidecar"]["spec"]["nodeName"]
+    node = running_examples["sidecar"]["spec"]["nodeName"]
     init = int(
         subprocess.run(
             ["docker", "inspect", "-f", "{{.State.Pid}}", node], capture_output=True, text=True, check=True
@@ -138,7 +108,7 @@ def test_whois_plain_answers_for_node_init_host_process_and_pause(
     assert (doc["kind"], doc["node"], doc["node_pid"], doc["pod"]) == ("node", node, 1, None)
     doc = json.loads(_whois(sandbox, str(os.getpid()), "-o", "json").stdout)
     assert (doc["kind"], doc["node"], doc["pod"]) == ("host", None, None)
-    uid = pods["sidecar"]["metadata"]["uid"]
+    uid = running_examples["sidecar"]["metadata"]["uid"]
     pause = [
         int(p)
         for p in subprocess.run(["pgrep", "-x", "pause"], capture_output=True, text=True).stdout.split()
@@ -177,9 +147,9 @@ def _rows(doc: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
     }
 
 
-def test_node_equals_show_pod_by_pod_without_exec(sandbox: Sandbox, pods: dict[str, dict[str, Any]]) -> None:
-    node = pods["sidecar"]["spec"]["nodeName"]
-    expected = {name for name, pod in pods.items() if pod["spec"]["nodeName"] == node}
+def test_node_equals_show_pod_by_pod_without_exec(sandbox: Sandbox, running_examples: Pods) -> None:
+    node = running_examples["sidecar"]["spec"]["nodeName"]
+    expected = {name for name, pod in running_examples.items() if pod["spec"]["nodeName"] == node}
     before = _exec_count(sandbox)
     docs = json.loads(sandbox.pidmap("node", node, "-o", "json").stdout)
     assert _exec_count(sandbox) == before, "pidmap node made exec calls"
@@ -196,7 +166,7 @@ def test_node_equals_show_pod_by_pod_without_exec(sandbox: Sandbox, pods: dict[s
             for proc in container["processes"]:
                 try:  # all three reads before any check: a brief sleep may exit between them
                     raw = Path(f"/proc/{proc['host_pid']}/cmdline").read_bytes()
-                    chain = _nspid(proc["host_pid"])
+                    chain = nspid(proc["host_pid"])
                     cgroup = Path(f"/proc/{proc['host_pid']}/cgroup").read_text()
                 except OSError:
                     raw = b""
@@ -214,9 +184,9 @@ def test_node_equals_show_pod_by_pod_without_exec(sandbox: Sandbox, pods: dict[s
 
 
 def test_show_all_namespaces_maps_every_pod_without_exec(
-    sandbox: Sandbox, pods: dict[str, dict[str, Any]]
+    sandbox: Sandbox, running_examples: Pods
 ) -> None:
-    truth = {name: _host_processes_of(_container_ids(pod)) for name, pod in pods.items()}
+    truth = {name: _host_processes_of(_container_ids(pod)) for name, pod in running_examples.items()}
     before = _exec_count(sandbox)
     docs = json.loads(sandbox.pidmap("show", "--all", "-A", "-o", "json").stdout)
     assert _exec_count(sandbox) == before
@@ -267,7 +237,7 @@ def _rest(proc: subprocess.Popen[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines()]
 
 
-def test_watch_sees_a_new_process(sandbox: Sandbox, pods: dict[str, dict[str, Any]]) -> None:
+def test_watch_sees_a_new_process(sandbox: Sandbox, running_examples: Pods) -> None:
     proc = _watch(sandbox, "kubia-manual", count=4)
     assert _first_line(proc)["event"] == "initial"
     sleeper = subprocess.Popen(
@@ -282,17 +252,17 @@ def test_watch_sees_a_new_process(sandbox: Sandbox, pods: dict[str, dict[str, An
         sleep = next((c for c in appeared if c["command"] == "sleep 30"), None)
         assert sleep is not None, events
         # Checked while the exec'd sleep still runs: ending kubectl ends it.
-        assert _nspid(sleep["host_pid"]) == [sleep["host_pid"], sleep["node_pid"], sleep["container_pid"]]
+        assert nspid(sleep["host_pid"]) == [sleep["host_pid"], sleep["node_pid"], sleep["container_pid"]]
     finally:
         sleeper.kill()
         sleeper.wait()
 
 
-def test_watch_sees_a_container_restart(sandbox: Sandbox, pods: dict[str, dict[str, Any]]) -> None:
+def test_watch_sees_a_container_restart(sandbox: Sandbox, running_examples: Pods) -> None:
     pod = sandbox.pod("sidecar")
     assert pod["spec"].get("restartPolicy", "Always") == "Always"
     truth = _host_processes_of(_container_ids(pod))
-    pid1 = next(pid for pid, name in truth.items() if name == "log-tailer" and _nspid(pid)[-1] == 1)
+    pid1 = next(pid for pid, name in truth.items() if name == "log-tailer" and nspid(pid)[-1] == 1)
     proc = _watch(sandbox, "sidecar", count=5)
     _first_line(proc)
     os.kill(pid1, 9)
@@ -304,7 +274,7 @@ def test_watch_sees_a_container_restart(sandbox: Sandbox, pods: dict[str, dict[s
     assert tailer["restartCount"] >= 1
 
 
-def test_watch_sees_a_deleted_pod(sandbox: Sandbox, pods: dict[str, dict[str, Any]]) -> None:
+def test_watch_sees_a_deleted_pod(sandbox: Sandbox, running_examples: Pods) -> None:
     proc = _watch(sandbox, "ambassador", count=5)
     _first_line(proc)
     sandbox.kubectl("delete", "pod", "ambassador", "--wait=false")
@@ -314,7 +284,7 @@ def test_watch_sees_a_deleted_pod(sandbox: Sandbox, pods: dict[str, dict[str, An
 
 
 def test_watch_table_to_a_pipe_then_ctrl_c_exits_zero(
-    sandbox: Sandbox, pods: dict[str, dict[str, Any]]
+    sandbox: Sandbox, running_examples: Pods
 ) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "pidmap", "watch", "kubia-manual", "--interval", "0.5"],
@@ -332,7 +302,7 @@ def test_watch_table_to_a_pipe_then_ctrl_c_exits_zero(
     assert "Traceback" not in err
 
 
-def test_pictures_of_the_sidecar_pod(sandbox: Sandbox, pods: dict[str, dict[str, Any]]) -> None:
+def test_pictures_of_the_sidecar_pod(sandbox: Sandbox, running_examples: Pods) -> None:
     doc = json.loads(sandbox.pidmap("show", "sidecar", "-o", "json").stdout)
     tree = sandbox.pidmap("show", "sidecar", "-o", "tree").stdout
     assert tree.splitlines()[0] == "host"
@@ -340,7 +310,7 @@ def test_pictures_of_the_sidecar_pod(sandbox: Sandbox, pods: dict[str, dict[str,
     for container in doc["containers"]:
         assert f"container {container['name']} (" in tree
         pid1 = next(p for p in container["processes"] if p["container_pid"] == 1)
-        assert _nspid(pid1["host_pid"])[-1] == 1
+        assert nspid(pid1["host_pid"])[-1] == 1
         assert f"PID 1 · node {pid1['node_pid']} · host {pid1['host_pid']}" in tree
     dot = sandbox.pidmap("show", "sidecar", "-o", "dot").stdout
     assert shutil.which("dot"), "graphviz (dot) is missing: scripts/setup.sh installs it"
@@ -364,7 +334,7 @@ def test_pictures_of_the_sidecar_pod(sandbox: Sandbox, pods: dict[str, dict[str,
 
 
 def test_completion_lists_pods_from_the_cluster_and_is_silent_on_error(
-    sandbox: Sandbox, pods: dict[str, dict[str, Any]]
+    sandbox: Sandbox, running_examples: Pods
 ) -> None:
     env = {
         **sandbox.env,

@@ -14,7 +14,8 @@ import pytest
 
 from pidmap.sources import hostprocs
 from pidmap.sources.nodes import docker_client
-from tests.fixtures.chain import Chain, nspid, start_chain
+from tests.fixtures.chain import Chain, start_chain
+from tests.kernel import nspid
 
 pytestmark = [pytest.mark.root, pytest.mark.docker]
 
@@ -35,7 +36,7 @@ def test_local_scan_matches_proc_nspid_and_ns_links(chain: Chain) -> None:
     assert len(inner) == 2
     for host_pid in inner:
         proc = by_pid[host_pid]
-        assert proc.nspid == nspid(host_pid)
+        assert list(proc.nspid) == nspid(host_pid)
         assert proc.pid_ns == int(os.readlink(f"/proc/{host_pid}/ns/pid")[5:-1])
         assert proc.cgroup_id == chain.container_id
         assert proc.start_ticks is not None
@@ -69,7 +70,7 @@ def test_docker_exec_reader_matches_ps_in_node(chain: Chain) -> None:
     for host_pid in chain.host_pids_in_container():
         host_chain = nspid(host_pid)
         proc = next(p for p in table.processes if p.pid == host_chain[1])
-        assert proc.nspid == host_chain[1:]  # the node's view: host level cut off
+        assert list(proc.nspid) == host_chain[1:]  # the node's view: host level cut off
         assert proc.pid_ns == int(os.readlink(f"/proc/{host_pid}/ns/pid")[5:-1])
         assert proc.cgroup_id == chain.container_id
 
@@ -86,7 +87,7 @@ def test_procfs_root_is_a_parameter(tmp_path: Path, chain: Chain) -> None:
     (fake / "ns" / "pid").symlink_to(os.readlink(f"/proc/{pid}/ns/pid"))
     table = hostprocs.scan_local(str(tmp_path))
     (proc,) = table.processes
-    assert proc.nspid == nspid(pid) and proc.cgroup_id == chain.container_id
+    assert list(proc.nspid) == nspid(pid) and proc.cgroup_id == chain.container_id
 
 
 UNPRIVILEGED = """
@@ -108,7 +109,7 @@ def test_unprivileged_reader_degrades_without_traceback(chain: Chain) -> None:
     doc = json.loads(result.stdout)
     for host_pid in chain.host_pids_in_container():
         host_nspid, pid_ns, cgroup_id = doc["procs"][str(host_pid)]
-        assert host_nspid == list(nspid(host_pid))  # status is world-readable
+        assert host_nspid == nspid(host_pid)  # status is world-readable
         assert pid_ns is None  # another user's ns link is not
         assert cgroup_id == chain.container_id
     assert any("not root" in note for note in doc["notes"])

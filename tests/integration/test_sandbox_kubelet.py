@@ -23,6 +23,7 @@ from pidmap.sandbox.contracts import ContainerNotFound, ContainerNotRunning
 from pidmap.sandbox.kubelet import Kubelet, normalize_image, pod_phase
 from pidmap.sandbox.layout import ClusterSpec, NodeSpec, StatePaths
 from tests.conftest import docker_answers
+from tests.kernel import nspid, pids_in_cgroup
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 
@@ -83,18 +84,6 @@ def status_of(pod: dict[str, Any], container: str, key: str = "containerStatuses
     return found[0] if found else {"state": {}, "restartCount": 0}
 
 
-def host_pids_with(fragment: str) -> list[int]:
-    pids = []
-    for entry in PROC.iterdir():
-        if entry.name.isdigit():
-            try:
-                if fragment in (entry / "cgroup").read_text():
-                    pids.append(int(entry.name))
-            except OSError:
-                pass
-    return pids
-
-
 def run_exec(kubelet: Kubelet, pod: dict[str, Any], container: str, command: list[str]) -> str:
     return subprocess.run(kubelet.exec_argv(pod, container, command), capture_output=True, text=True,
                           check=True, timeout=20).stdout
@@ -134,7 +123,7 @@ def test_kind_cgroup_path_env_args_and_exec(node: tuple[str, Path]) -> None:
         await until(lambda: "running" in status_of(pod, "main")["state"], what="running")
         assert changes, "on_change was never called"
         cid = status_of(pod, "main")["containerID"].removeprefix("containerd://")
-        pids = host_pids_with(cid)
+        pids = pids_in_cgroup(cid)
         assert len(pids) == 1
         cgroup = (PROC / str(pids[0]) / "cgroup").read_text()
         uid = pod["metadata"]["uid"].replace("-", "_")
@@ -155,13 +144,11 @@ def test_kind_cgroup_path_env_args_and_exec(node: tuple[str, Path]) -> None:
         pending = subprocess.Popen(kubelet.exec_argv(pod, "main", ["sleep", "3"]))
         try:
             def exec_visible() -> list[int]:
-                return [p for p in host_pids_with(cid)
+                return [p for p in pids_in_cgroup(cid)
                         if (PROC / str(p) / "cmdline").read_bytes() == b"sleep\x003\x00"]
             await until(exec_visible, what="the exec'd process in the container's cgroup")
-            for pid in host_pids_with(cid):
-                status = (PROC / str(pid) / "status").read_text()
-                levels = next(line for line in status.splitlines() if line.startswith("NSpid:")).split()[1:]
-                assert len(levels) == 3, (pid, (PROC / str(pid) / "cmdline").read_bytes())
+            for pid in pids_in_cgroup(cid):
+                assert len(nspid(pid)) == 3, (pid, (PROC / str(pid) / "cmdline").read_bytes())
         finally:
             pending.kill()
             pending.wait()
@@ -170,8 +157,8 @@ def test_kind_cgroup_path_env_args_and_exec(node: tuple[str, Path]) -> None:
         await kubelet.delete_pod(pod)
         with pytest.raises(ContainerNotRunning):
             kubelet.exec_argv(pod, "main", ["true"])
-        assert not host_pids_with(cid)
-        assert not host_pids_with(uid)
+        assert not pids_in_cgroup(cid)
+        assert not pids_in_cgroup(uid)
 
     run_with_kubelet(node, "kind", body)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Any
 
 import yaml
 
 from pidmap.correlate import correlate
-from pidmap.model import ProbeResult
+from pidmap.model import PodMap, ProbeResult
 from pidmap.procfs import parse_scan
 from pidmap.render import render
 from tests.unit.recorded import load, local_view, node, pod
@@ -21,12 +22,12 @@ CONTAINER_KEYS = {"name", "type", "container_id", "state", "restart_count", "pid
 PROCESS_KEYS = {"container_pid", "node_pid", "host_pid", "ppid", "user", "state", "command"}
 
 
-def _result() -> object:
+def _result() -> PodMap:
     probes = {"app": ProbeResult(container="app", table=parse_scan(DOC["container_probe"]))}
     return correlate(pod(DOC), node(DOC), probes, local_view(DOC, drop={DOC["truth"]["node_host_pid"]}))
 
 
-def _check(doc: dict) -> None:  # type: ignore[type-arg]
+def _check(doc: dict[str, Any]) -> None:
     assert doc.keys() >= TOP_KEYS
     assert doc["node"].keys() >= NODE_KEYS
     assert doc["containers"]
@@ -41,7 +42,7 @@ def _check(doc: dict) -> None:  # type: ignore[type-arg]
 
 
 def test_json_keys() -> None:
-    doc = json.loads(render(_result(), "json"))  # type: ignore[arg-type]
+    doc = json.loads(render(_result(), "json"))
     _check(doc)
     assert doc["node"]["host_pid"] == DOC["truth"]["node_host_pid"]
     assert doc["containers"][0]["processes"][0]["container_pid"] == 1
@@ -50,7 +51,7 @@ def test_json_keys() -> None:
 
 def test_yaml_is_the_same_document() -> None:
     result = _result()
-    assert yaml.safe_load(render(result, "yaml")) == json.loads(render(result, "json"))  # type: ignore[arg-type]
+    assert yaml.safe_load(render(result, "yaml")) == json.loads(render(result, "json"))
 
 
 def test_unseen_pid_is_null() -> None:
@@ -64,12 +65,12 @@ def test_unseen_pid_is_null() -> None:
 
 def test_table_marks_pid1_and_wide_adds_columns() -> None:
     result = _result()
-    table = render(result, "table")  # type: ignore[arg-type]
-    wide = render(result, "wide")  # type: ignore[arg-type]
+    table = render(result, "table")
+    wide = render(result, "wide")
     assert "1*" in table and "* = PID 1" in table
     assert "START" not in table and "START" in wide and "pid-ns:" in wide
     # The cgroup's container ID is shown only where it differs from the one the API reported.
     cmap = result.containers[0]
     assert ("cgroup-id:" in wide) == (cmap.cgroup_id != cmap.container.container_id)
     other = replace(result, containers=(replace(cmap, cgroup_id="f" * 64),))
-    assert f"cgroup-id: {'f' * 64}" in render(other, "wide")  # type: ignore[arg-type]
+    assert f"cgroup-id: {'f' * 64}" in render(other, "wide")
