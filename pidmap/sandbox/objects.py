@@ -758,11 +758,7 @@ def pod_row_cells(pod: Obj, now: datetime.datetime) -> list[Any]:
                 has_running = True
                 ready += 1
         if reason == "Completed" and has_running:
-            reason = (
-                "Running"
-                if any(c.get("type") == "Ready" for c in status.get("conditions") or [])
-                else "NotReady"
-            )
+            reason = "Running" if _condition_true(status, "Ready") else "NotReady"
 
     phase = status.get("phase")
     if meta.get("deletionTimestamp") and status.get("reason") == "NodeLost":

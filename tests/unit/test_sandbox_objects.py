@@ -394,6 +394,21 @@ RUNNING = {"running": {"startedAt": ago(60)}}
                 containers=2,
             ),
             "1/2",
+            "NotReady",
+        ),
+        (
+            _status_pod(
+                {
+                    "phase": "Running",
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                    "containerStatuses": [
+                        _cs("c0", {"terminated": {"exitCode": 0, "reason": "Completed"}}),
+                        _cs("c1", RUNNING, True),
+                    ],
+                },
+                containers=2,
+            ),
+            "1/2",
             "Running",
         ),
     ],
