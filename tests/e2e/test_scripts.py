@@ -80,7 +80,12 @@ def test_bench_reports_ratios_against_pidmap_show(sandbox: Sandbox) -> None:
     result = sandbox.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--runs", "1"], check=True,
                          timeout=300)
     lines = result.stdout.splitlines()
-    pidmap_rows = [line for line in lines if line.startswith("pidmap show")]
-    assert pidmap_rows and pidmap_rows[0].rstrip().endswith("1.00"), result.stdout
+    header = next(i for i, line in enumerate(lines) if line.startswith("what"))
+    rows = [line.rsplit(None, 2) for line in lines[header + 1:] if line.strip()]
+    assert rows and all(len(row) == 3 for row in rows), result.stdout
+    for _, seconds, ratio in rows:
+        assert float(seconds) > 0, result.stdout
+        float(ratio)
+    assert rows[0][0].startswith("pidmap show") and rows[0][2] == "1.00", result.stdout
     assert any(line.startswith("course's 3 commands") for line in lines), result.stdout
     assert any(line.startswith("docker top NODE") for line in lines), result.stdout
