@@ -38,14 +38,24 @@ def correlate(pod: Pod, node: Node | None, probes: Mapping[str, ProbeResult], ho
     probe_pids: frozenset[int] = frozenset()
     if pod.share_process_namespace:
         probe_pids = frozenset().union(*(p.table.own_pids for p in probes.values() if p.table))
+    # Every process of the pod's one namespace (pause and every container's), found once.
+    shared_ns = next((p.table.reader_pid_ns for p in probes.values()
+                      if p.table and p.table.reader_pid_ns), None)
+    shared: list[RawProcess] = []
+    if pod.share_process_namespace and host is not None:
+        shared = _namespace_processes(pod, host, shared_ns)
     maps = []
     for container in pod.containers:
         if only_container is not None and container.name != only_container:
             continue
-        maps.append(map_container(pod, container, probes.get(container.name), host, probe_pids))
+        maps.append(map_container(pod, container, probes.get(container.name), host, probe_pids, shared))
     if pod.share_process_namespace and any(pod.runs(m.container) for m in maps):
         if host is not None:
-            sandbox, sandbox_notes = _shared_namespace_init(pod, maps, host)
+            if shared_ns is None:
+                # No probe named the namespace: the host side's reading of it does.
+                shared_ns = next((m.pid_namespace for m in maps if m.pid_namespace), None)
+                shared = _namespace_processes(pod, host, shared_ns)
+            sandbox, sandbox_notes = _shared_namespace_init(shared_ns, shared, host)
             pod_notes.extend(sandbox_notes)
         else:
             pod_notes.append("the pod shares one PID namespace; without the host side each container "
@@ -67,17 +77,20 @@ def container_level(host: HostView, members: Iterable[RawProcess] = ()) -> int |
     return depth - 1 if depth > 1 else None
 
 
-def _shared_namespace_init(pod: Pod, maps: list[ContainerMap],
+def _namespace_processes(pod: Pod, host: HostView, namespace: int | None) -> list[RawProcess]:
+    """A shared PID namespace's members, and the pod's processes (by cgroup) whose inode is unknown."""
+    table = host.table
+    return [p for p in (*table.by_pid_ns.get(namespace or -1, ()), *table.by_pod_uid.get(pod.uid, ()))
+            if p.pid_ns == namespace or p.pid_ns is None]
+
+
+def _shared_namespace_init(namespace: int | None, in_pod: list[RawProcess],
                            host: HostView) -> tuple[Process | None, list[str]]:
     """Who is PID 1 of a shared PID namespace: the pod's pause (sandbox) process, in no container.
 
     Kubernetes makes the sandbox's pause process PID 1 of the pod's one namespace, so no container
     shows a PID 1 of its own; say which process it is and where, or readers look for it in vain.
     """
-    namespace = next((m.pid_namespace for m in maps if m.pid_namespace), None)
-    table = host.table
-    in_pod = [p for p in (*table.by_pid_ns.get(namespace or -1, ()), *table.by_pod_uid.get(pod.uid, ()))
-              if p.pid_ns == namespace or p.pid_ns is None]
     level = container_level(host, in_pod)
     candidates = [p for p in in_pod if p.pid_at(level) == 1]
     if not candidates:
@@ -133,8 +146,9 @@ def _user(uid: int | None, users: Mapping[int, str]) -> str | None:
     return users.get(uid, str(uid))
 
 
-def _members(pod: Pod, container: Container, probe_ns: int | None, host: HostView) -> list[RawProcess]:
-    """The host-side processes of one container.
+def _members(pod: Pod, container: Container, probe_ns: int | None,
+             host: HostView) -> tuple[list[RawProcess], int | None]:
+    """The host-side processes of one container, and their level (see ``container_level``).
 
     By PID-namespace inode where both sides know it; by the cgroup's container ID otherwise (inode
     unreadable: not root, or a node without CAP_SYS_PTRACE; or no probe) and for processes of a PID
@@ -156,11 +170,13 @@ def _members(pod: Pod, container: Container, probe_ns: int | None, host: HostVie
     else:
         level = container_level(host, by_cgroup)
     by_cgroup = [proc for proc in by_cgroup if proc.pid_at(level) is not None]
-    return [*by_ns, *by_cgroup]
+    return [*by_ns, *by_cgroup], level
 
 
 def map_container(pod: Pod, container: Container, probe: ProbeResult | None,
-                  host: HostView | None, probe_pids: frozenset[int] = frozenset()) -> ContainerMap:
+                  host: HostView | None, probe_pids: frozenset[int] = frozenset(),
+                  shared: Iterable[RawProcess] = ()) -> ContainerMap:
+    """One container's processes; ``shared``: every process of the pod's shared PID namespace."""
     notes: list[str] = []
     if not pod.runs(container):
         return ContainerMap(container=container, pid_namespace=None, cgroup_id=container.container_id,
@@ -171,8 +187,7 @@ def map_container(pod: Pod, container: Container, probe: ProbeResult | None,
         side = "mapped from the host side by its container ID" if host else "no host side to map it from"
         notes.append(f"{container.name}: {probe.error}; {side}")
 
-    members = _members(pod, container, probe_ns, host) if host else []
-    level = container_level(host, members) if host else None
+    members, level = _members(pod, container, probe_ns, host) if host else ([], None)
     pid_ns = probe_ns or next((p.pid_ns for p in members if p.pid_ns and p.pid_at(level) == 1), None) \
         or next((p.pid_ns for p in members if p.pid_ns), None)
     # container PID -> host-side record: the PID one level below the node's (see RawProcess.pid_at).
@@ -181,12 +196,7 @@ def map_container(pod: Pod, container: Container, probe: ProbeResult | None,
         cpid = member.pid_at(level)
         if cpid is not None:
             host_by_cpid.setdefault(cpid, member)
-    shared_all: set[int] = set()
-    if host and pod.share_process_namespace:
-        # Every process of the pod's one namespace (pause and the other containers included).
-        by_inode = host.table.by_pid_ns.get(probe_ns or -1, ())
-        by_pod = [p for p in host.table.by_pod_uid.get(pod.uid, ()) if p.pid_ns is None]
-        shared_all = {cpid for p in (*by_inode, *by_pod) if (cpid := p.pid_at(level)) is not None}
+    shared_all = {cpid for p in shared if (cpid := p.pid_at(level)) is not None}
     host_complete = host is not None and bool(members)
 
     rows: list[Process] = []
