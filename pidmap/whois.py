@@ -117,8 +117,8 @@ def identify(subject: Subject, nodes: Sequence[NodeInfo], pods: Sequence[Pod],
         # same PID namespace whose cgroup does match names the container. Not for a process with a
         # container ID of its own that no container has: that is the pod sandbox (pause), which
         # in a shareProcessNamespace pod shares the containers' namespace but belongs to none.
-        for other in table.processes:
-            if other.pid_ns == proc.pid_ns and other.pid != proc.pid:
+        for other in table.by_pid_ns.get(proc.pid_ns, ()):
+            if other.pid != proc.pid:
                 found = _container_of(pods, other.cgroup_id)
                 if found is not None:
                     matched_by = "PID namespace"
