@@ -29,8 +29,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def fail(argv: list[str], result: subprocess.CompletedProcess[str]) -> NoReturn:
+    """End the benchmark with one line: the command, its exit status and the last line it wrote to stderr."""
+    last = (result.stderr.strip().splitlines() or [""])[-1]
+    raise SystemExit(f"bench: {' '.join(argv)} exited {result.returncode}: {last}")
 
 
 def timed(argv: list[str], runs: int, env: dict[str, str]) -> float:
@@ -41,13 +48,20 @@ def timed(argv: list[str], runs: int, env: dict[str, str]) -> float:
         result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
         samples.append(time.perf_counter() - start)
         if result.returncode != 0:
-            raise SystemExit(f"bench: {' '.join(argv)} exited {result.returncode}: {result.stderr.strip()}")
+            fail(argv, result)
     return statistics.median(samples)
 
 
+def must(argv: list[str], env: dict[str, str]) -> str:
+    """Stdout of ``argv``; a failure ends the benchmark with one line, not a traceback."""
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    if result.returncode != 0:
+        fail(argv, result)
+    return result.stdout
+
+
 def pod_node(pod: str, namespace: str, env: dict[str, str]) -> str:
-    out = subprocess.run(["kubectl", "get", "pod", pod, "-n", namespace, "-o", "json"],
-                         capture_output=True, text=True, env=env, check=True).stdout
+    out = must(["kubectl", "get", "pod", pod, "-n", namespace, "-o", "json"], env)
     node: str = json.loads(out)["spec"].get("nodeName") or ""
     if not node:
         raise SystemExit(f"bench: pod {namespace}/{pod} is not scheduled on a node")
@@ -64,9 +78,10 @@ def run_bench(pod: str, namespace: str, runs: int, env: dict[str, str]) -> list[
     ]
     rows = [("pidmap show (container -> node -> host, all levels)",
              timed([*pidmap, "show", pod, "-n", namespace], runs, env))]
+    course_times = [timed(argv, runs, env) for argv in course]
     rows.append(("course's 3 commands (kubectl exec ps; get -o wide; docker exec NODE ps)",
-                 sum(timed(argv, runs, env) for argv in course)))
-    rows.append(("kubectl exec POD -- ps aux (container level only)", timed(course[0], runs, env)))
+                 sum(course_times)))
+    rows.append(("kubectl exec POD -- ps aux (container level only)", course_times[0]))
     rows.append(("docker top NODE (node/host level only)", timed(["docker", "top", node], runs, env)))
     if shutil.which("lsns"):
         rows.append(("lsns -t pid (host level only)", timed(["lsns", "-t", "pid"], runs, env)))
@@ -106,14 +121,12 @@ def main() -> int:
         env["KUBECONFIG"] = str(Path(home) / "kubeconfig")
         name = "pidmap-bench"
         pidmap = [sys.executable, "-m", "pidmap", "sandbox"]
-        subprocess.run([*pidmap, "up", "--name", name, "--flavor", "minikube", "--kubeconfig",
-                        env["KUBECONFIG"]], env=env, check=True, stdout=subprocess.DEVNULL)
         try:
-            subprocess.run(["kubectl", "apply", "-f", str(ROOT / "examples" / "kubia-manual.yaml")],
-                           env=env, check=True, stdout=subprocess.DEVNULL)
-            subprocess.run(["kubectl", "wait", "--for=jsonpath={.status.phase}=Running",
-                            "pod/kubia-manual", "--timeout=60s"], env=env, check=True,
-                           stdout=subprocess.DEVNULL)
+            must([*pidmap, "up", "--name", name, "--flavor", "minikube",
+                  "--kubeconfig", env["KUBECONFIG"]], env)
+            must(["kubectl", "apply", "-f", str(ROOT / "examples" / "kubia-manual.yaml")], env)
+            must(["kubectl", "wait", "--for=jsonpath={.status.phase}=Running", "pod/kubia-manual",
+                  "--timeout=60s"], env)
             report(run_bench("kubia-manual", "default", args.runs, env))
         finally:
             subprocess.run([*pidmap, "down", "--name", name], env=env, check=False,
