@@ -18,7 +18,21 @@ answers() { docker version --format '{{.Server.Version}}' 2>/dev/null; }
 need_pkgs=()
 command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 command -v docker >/dev/null 2>&1 || need_pkgs+=(docker.io)
-[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need_pkgs+=(busybox-static)
+# The node image needs a statically linked busybox (the one pidmap/sandbox/image.py looks for);
+# Debian's plain `busybox` package is dynamic and does not count.
+static_busybox() {
+  local candidate
+  for candidate in /bin/busybox /usr/bin/busybox /usr/local/bin/busybox; do
+    [ -x "$candidate" ] || continue
+    if command -v ldd >/dev/null 2>&1; then
+      ldd "$candidate" 2>&1 | grep -qE 'not a dynamic executable|statically linked' && return 0
+    elif command -v file >/dev/null 2>&1; then
+      file -L "$candidate" | grep -qE 'statically linked|static-pie linked' && return 0
+    fi
+  done
+  return 1
+}
+static_busybox || need_pkgs+=(busybox-static)
 
 if version=$(answers) && [ -n "$version" ] && [ ${#need_pkgs[@]} -eq 0 ]; then
   say "engine answers ($version), leaving it alone"
