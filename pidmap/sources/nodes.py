@@ -11,7 +11,7 @@ import os
 import time
 from typing import Any
 
-from pidmap.errors import DockerError, NotFoundError
+from pidmap.errors import DockerError
 from pidmap.model import Node, Provider
 
 KIND_CLUSTER = "io.x-k8s.kind.cluster"
@@ -65,11 +65,20 @@ NODE_LABEL_KEYS = (KIND_CLUSTER, MINIKUBE_CREATED_BY, MINIKUBE_NAME, K3D_CLUSTER
 
 
 def _labelled_containers(client: Any) -> list[Any]:
-    seen: dict[str, Any] = {}
+    """Every container with one of the labels, inspected once (a minikube node has two of them)."""
+    import docker.errors
+
+    ids: dict[str, None] = {}
     for key in NODE_LABEL_KEYS:
-        for container in client.containers.list(all=True, filters={"label": key}):
-            seen.setdefault(container.id, container)
-    return list(seen.values())
+        for container in client.containers.list(all=True, sparse=True, filters={"label": key}):
+            ids.setdefault(container.id)
+    found = []
+    for container_id in ids:
+        try:
+            found.append(client.containers.get(container_id))
+        except docker.errors.NotFound:
+            continue  # removed since it was listed
+    return found
 
 
 def provider_of(labels: dict[str, str]) -> Provider | None:
@@ -89,9 +98,13 @@ def _node_of(container: Any, node_name: str) -> Node | None:
     provider = provider_of(labels)
     if provider is None and hostname != node_name:
         return None
+    return _node(attrs, node_name, provider or "docker")
+
+
+def _node(attrs: dict[str, Any], node_name: str, provider: Provider) -> Node:
     state = attrs.get("State", {})
     pid = int(state.get("Pid") or 0)
-    return Node(name=node_name, provider=provider or "docker", container_id=attrs["Id"],
+    return Node(name=node_name, provider=provider, container_id=attrs["Id"],
                 host_pid=pid or None, running=bool(state.get("Running")))
 
 
@@ -109,8 +122,7 @@ def find_node(client: Any, node_name: str) -> Node:
             # kind/k3d/minikube always name the container after the node, but a renamed container
             # still keeps its hostname: look among the labelled ones.
             for container in _labelled_containers(client):
-                labels = container.attrs.get("Config", {}).get("Labels") or {}
-                if (provider_of(labels) and container.attrs.get("Config", {}).get("Hostname") == node_name):
+                if container.attrs.get("Config", {}).get("Hostname") == node_name:
                     node = _node_of(container, node_name)
                     break
     except (docker.errors.DockerException, requests.RequestException, OSError) as err:
@@ -128,8 +140,8 @@ class NodeNotDockerError(DockerError):
     """The pod's node is no container of the Docker engine pidmap talks to."""
 
 
-__all__ = ["DockerAccessDenied", "DockerUnavailable", "NodeNotDockerError", "NotFoundError",
-           "docker_client", "find_node", "list_nodes", "provider_of"]
+__all__ = ["DockerAccessDenied", "DockerUnavailable", "NodeNotDockerError", "docker_client", "find_node",
+           "list_nodes", "provider_of"]
 
 
 # --- added for `pidmap whois` (issue 4) ------------------------------------------------------------
@@ -144,13 +156,12 @@ def list_nodes(client: Any) -> list[Node]:
         for container in _labelled_containers(client):
             attrs = container.attrs
             labels = attrs.get("Config", {}).get("Labels") or {}
-            if provider_of(labels) is None:
+            provider = provider_of(labels)
+            if provider is None:
                 continue
             # The Kubernetes node name is the container's hostname (= its name for all three tools).
             name = attrs.get("Config", {}).get("Hostname") or attrs.get("Name", "").lstrip("/")
-            node = _node_of(container, name)
-            if node is not None:
-                found.append(node)
+            found.append(_node(attrs, name, provider))
     except (docker.errors.DockerException, requests.RequestException, OSError) as err:
         raise DockerError(f"Docker engine error while listing node containers: {err}",
                           "check the engine: docker version") from err
