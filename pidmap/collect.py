@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any
 
 from pidmap.correlate import correlate
@@ -47,18 +46,17 @@ def collect_pod(target: Target, options: Options) -> PodMap:
         notes.append(node_note)
 
     host: HostView | None = None
+    restarted: set[str] = set()
     if running:
         host = hostprocs.host_view(client, node, options.via, timeout=options.exec_timeout)
         restarted, restart_notes = _restarts(cluster, target, pod)
         notes.extend(restart_notes)
-        for name in restarted:
-            if name in probes and probes[name].table is None:
-                # The exec failed because the container went away under it: that is the news.
-                probes[name] = replace(probes[name], no_shell=False)
     result = correlate(pod, node, probes, host, only_container=target.container, notes=tuple(notes))
     for cmap in result.containers:
         probe = probes.get(cmap.container.name)
-        if probe is not None and probe.no_shell and not cmap.processes:
+        # A restarted container's exec failed because it went away under it: that is the news.
+        if (probe is not None and probe.no_shell and not cmap.processes
+                and cmap.container.name not in restarted):
             raise ExecError(f'container "{cmap.container.name}" has no shell and its processes cannot be '
                             "seen from the host side either",
                             "run pidmap as root on the Docker host (or with --via docker) "
