@@ -83,6 +83,11 @@ def default_name(config: Path | None = None) -> str:
     if config is None:
         return layout.DEFAULT_NAME
     config_name, _roles = read_kind_config(config)
+    return _name_from_config(config_name, config)
+
+
+def _name_from_config(config_name: str | None, config: Path) -> str:
+    """The kind config's name (DEFAULT_NAME when it has none), checked like --name."""
     try:
         return layout.check_name(config_name or layout.DEFAULT_NAME)
     except ValueError as err:
@@ -185,16 +190,14 @@ def up(name: str | None, flavor: Flavor, config: Path | None, kubeconfig: str | 
        forbid_exec: bool, echo: Echo) -> ClusterSpec:
     """Create the sandbox; on any failure remove whatever was created and re-raise."""
     roles: list[Role] = ["control-plane", *(["worker"] * DEFAULT_WORKERS)]  # type: ignore[list-item]
-    client = preflight()
     if config is None and KIND_CONFIG.is_file():
         config = KIND_CONFIG
+    config_name: str | None = None
     if config is not None:
-        _config_name, roles = read_kind_config(config)
-    name = name or default_name(config)
-    try:
-        layout.check_name(name)
-    except ValueError as err:
-        raise SandboxError(f"{err} (from {config})", hint="fix the name: in the kind config") from err
+        config_name, roles = read_kind_config(config)
+    if not name:  # --name itself was checked by the command line (and layout.paths checks it again)
+        name = _name_from_config(config_name, config) if config is not None else layout.DEFAULT_NAME
+    client = preflight()
     paths = layout.paths(name)
     if owned_containers(client, name) or apiserver_pid(paths) or paths.cluster.exists():
         raise SandboxError(f"sandbox {name} is already up (or was not fully torn down)",
