@@ -15,10 +15,9 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from pidmap.model import ContainerMap, Node, PodMap, Process
+from pidmap.render import _cell, state_text
 
 Picture = Literal["tree", "dot", "mermaid"]
-PICTURES: tuple[Picture, ...] = ("tree", "dot", "mermaid")
-MISSING = "-"
 COMMAND_WIDTH = 60
 
 
@@ -26,21 +25,8 @@ COMMAND_WIDTH = 60
 SANDBOX_TITLE = "pod sandbox (pause, PID 1 of the shared PID namespace)"
 
 
-def _cell(value: int | str | None) -> str:
-    return MISSING if value is None else str(value)
-
-
 def _short(command: str, width: int = COMMAND_WIDTH) -> str:
     return command if len(command) <= width else command[: width - 3] + "..."
-
-
-def _state(cmap: ContainerMap) -> str:
-    c = cmap.container
-    if c.state == "terminated":
-        return f"terminated, exit {c.exit_code}"
-    if c.state == "waiting" and c.reason:
-        return f"waiting, {c.reason}"
-    return c.state
 
 
 def _pids(proc: Process) -> str:
@@ -93,7 +79,7 @@ def render_tree(maps: Sequence[PodMap]) -> str:
                 c_last = c_index == len(pmap.containers) - 1
                 c = cmap.container
                 lines.append(pod_pad + ("└─ " if c_last else "├─ ")
-                             + f"container {c.name} ({c.type}, {_state(cmap)}, {_pid_ns(cmap)})")
+                             + f"container {c.name} ({c.type}, {state_text(c)}, {_pid_ns(cmap)})")
                 c_pad = pod_pad + ("   " if c_last else "│  ")
                 for p_index, proc in enumerate(cmap.processes):
                     p_last = p_index == len(cmap.processes) - 1
@@ -151,7 +137,7 @@ def render_dot(maps: Sequence[PodMap]) -> str:
                        'bgcolor="#e4f4e4";')
             if not cmap.processes:
                 # An empty cluster is not drawn at all: a placeholder keeps the container visible.
-                out.append(f"          p{pod_id}_c{c_index}_none [label={_dot_string(_state(cmap))}, "
+                out.append(f"          p{pod_id}_c{c_index}_none [label={_dot_string(state_text(c))}, "
                            'shape=plaintext, style=""];')
             for p_index, proc in enumerate(cmap.processes):
                 label = f"{_pids(proc)}\n{_short(proc.command, 40)}"
@@ -188,6 +174,7 @@ def _mermaid_text(text: str) -> str:
 
 def render_mermaid(maps: Sequence[PodMap]) -> str:
     out = ["flowchart TB", '  subgraph host["host"]', "    direction TB"]
+    pid1: list[str] = []  # the boxes of PID-1 processes, highlighted at the end
     pod_base = 0
     for node_index, (key, node, pods) in enumerate(_group_by_node(maps)):
         out.append(f'    subgraph n{node_index}["{_mermaid_text(_node_title(node, key))}"]')
@@ -202,15 +189,18 @@ def render_mermaid(maps: Sequence[PodMap]) -> str:
                 label = "<br/>".join(_mermaid_text(part) for part in (
                     SANDBOX_TITLE, _pids(pmap.sandbox), _short(pmap.sandbox.command, 40)))
                 out.append(f'        p{pod_id}_sandbox["{label}"]')
+                pid1.append(f"p{pod_id}_sandbox")
             for c_index, cmap in enumerate(pmap.containers):
                 c = cmap.container
                 title = f"container {c.name} ({c.type}, {_pid_ns(cmap)})"
                 out.append(f'        subgraph p{pod_id}_c{c_index}["{_mermaid_text(title)}"]')
                 if not cmap.processes:
-                    out.append(f'          p{pod_id}_c{c_index}_none["{_mermaid_text(_state(cmap))}"]')
+                    out.append(f'          p{pod_id}_c{c_index}_none["{_mermaid_text(state_text(c))}"]')
                 for p_index, proc in enumerate(cmap.processes):
                     label = f"{_mermaid_text(_pids(proc))}<br/>{_mermaid_text(_short(proc.command, 40))}"
                     out.append(f'          p{pod_id}_c{c_index}_{p_index}["{label}"]')
+                    if "pid1" in proc.flags:
+                        pid1.append(f"p{pod_id}_c{c_index}_{p_index}")
                 for parent, child in _parent_edges(cmap):
                     out.append(f"          p{pod_id}_c{c_index}_{parent} --> p{pod_id}_c{c_index}_{child}")
                 out.append("        end")
@@ -220,25 +210,10 @@ def render_mermaid(maps: Sequence[PodMap]) -> str:
         pod_base += len(pods)
         out.append("    end")
     out.append("  end")
-    pid1 = [f"p{pod_base_id}" for pod_base_id in _pid1_ids(maps)]
     if pid1:
         out.append("  classDef pid1 fill:#ffe08a")
         out.append(f"  class {','.join(pid1)} pid1")
     return "\n".join(out)
-
-
-def _pid1_ids(maps: Sequence[PodMap]) -> list[str]:
-    ids: list[str] = []
-    pod_base = 0
-    for _key, _node, pods in _group_by_node(maps):
-        for pod_index, pmap in enumerate(pods):
-            if pmap.sandbox is not None:
-                ids.append(f"{pod_base + pod_index}_sandbox")
-            for c_index, cmap in enumerate(pmap.containers):
-                ids.extend(f"{pod_base + pod_index}_c{c_index}_{p_index}"
-                           for p_index, proc in enumerate(cmap.processes) if "pid1" in proc.flags)
-        pod_base += len(pods)
-    return ids
 
 
 def render_picture(maps: Sequence[PodMap], picture: Picture) -> str:

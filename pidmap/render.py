@@ -89,10 +89,6 @@ def _pid1(proc: Process) -> str:
     return f"{proc.container_pid}*" if "pid1" in proc.flags else _cell(proc.container_pid)
 
 
-def _table(cmap: ContainerMap, wide: bool) -> str:
-    return _process_table(cmap.processes, wide)
-
-
 def _process_table(processes: tuple[Process, ...], wide: bool) -> str:
     headers = ["CONTAINER PID", "NODE PID", "HOST PID", "PPID", "USER", "STATE"]
     if wide:
@@ -136,7 +132,7 @@ def render_text(result: PodMap, wide: bool = False) -> str:
                 head += f"   cgroup-id: {_cell(cmap.cgroup_id)}"
         lines.append(head)
         if cmap.processes:
-            lines.append(_table(cmap, wide))
+            lines.append(_process_table(cmap.processes, wide))
     if result.sandbox is not None or any("pid1" in p.flags for cmap in result.containers
                                          for p in cmap.processes):
         lines.append("\n* = PID 1 of the container's PID namespace")
