@@ -78,6 +78,16 @@ OUTPUT_HELP = ("table, wide (adds PID namespace, cgroup id, start time), json, y
 WATCH_OUTPUTS = ("table", "wide", "json")
 
 
+# Options several commands share, declared once.
+via_option = click.option(
+    "--via", type=click.Choice(["auto", "local", "docker"]), default="auto", show_default=True,
+    help="Read node processes from this machine's /proc (local) or with docker exec (docker).")
+context_option = click.option("--context", default=None, help="kubeconfig context to use (default: current).")
+kubeconfig_option = click.option(
+    "--kubeconfig", default=None, type=click.Path(dir_okay=False),
+    help="Path of the kubeconfig (default: every file of $KUBECONFIG, then ~/.kube/config).")
+
+
 def _cluster_options(*, namespace: str | None = "default", namespace_help: str = "Namespace of the pod.",
                      outputs: tuple[str, ...] = OUTPUTS, output_help: str = OUTPUT_HELP) -> Callable[[F], F]:
     """The options every cluster command shares: -n, --context, --kubeconfig, -o."""
@@ -85,10 +95,8 @@ def _cluster_options(*, namespace: str | None = "default", namespace_help: str =
         for decorator in reversed((
             click.option("-n", "--namespace", default=namespace, show_default=namespace is not None,
                          help=namespace_help),
-            click.option("--context", default=None, help="kubeconfig context to use (default: current)."),
-            click.option("--kubeconfig", default=None, type=click.Path(dir_okay=False),
-                         help="Path of the kubeconfig (default: every file of $KUBECONFIG, "
-                              "then ~/.kube/config)."),
+            context_option,
+            kubeconfig_option,
             click.option("-o", "--output", type=click.Choice(outputs), default="table", show_default=True,
                          help=output_help),
         )):
@@ -111,8 +119,7 @@ def _check_names(**names: str | None) -> None:
 @main.command()
 @click.argument("pod", required=False, callback=_pod_name, shell_complete=complete_pods)
 @click.option("-c", "--container", default=None, help="Only this container.")
-@click.option("--via", type=click.Choice(["auto", "local", "docker"]), default="auto", show_default=True,
-              help="Read node processes from this machine's /proc (local) or with docker exec (docker).")
+@via_option
 @click.option("--all", "all_pods", is_flag=True,
               help="Every pod of the namespace (-n) or of all (-A): one host scan, no exec.")
 @click.option("-A", "--all-namespaces", is_flag=True, help="With --all: every namespace.")
@@ -168,9 +175,8 @@ def show(pod: str | None, container: str | None, via: str, all_pods: bool, all_n
               help="Whether PID is a host PID or a PID as seen inside a node container (needs --node).")
 @click.option("--node", "node_name", default=None, shell_complete=complete_nodes,
               help="The node container whose view PID is in (with --level node).")
-@click.option("--context", default=None, help="kubeconfig context to use (default: current).")
-@click.option("--kubeconfig", default=None, type=click.Path(dir_okay=False),
-              help="Path of the kubeconfig (default: $KUBECONFIG, then ~/.kube/config).")
+@context_option
+@kubeconfig_option
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def whois(pid: int, level: str, node_name: str | None, context: str | None, kubeconfig: str | None,
           output: str) -> None:
@@ -199,8 +205,7 @@ def _echo_maps(maps: list[PodMap], output: str) -> None:
 
 @main.command("node")
 @click.argument("node_name", metavar="NODE", shell_complete=complete_nodes)
-@click.option("--via", type=click.Choice(["auto", "local", "docker"]), default="auto", show_default=True,
-              help="Read node processes from this machine's /proc (local) or with docker exec (docker).")
+@via_option
 @_cluster_options(namespace=None, namespace_help="Only the pods of this namespace [default: every one].")
 def node_command(node_name: str, via: str, namespace: str | None, context: str | None,
                  kubeconfig: str | None, output: str) -> None:
@@ -221,8 +226,7 @@ def node_command(node_name: str, via: str, namespace: str | None, context: str |
               help="Seconds between refreshes.")
 @click.option("--count", type=click.IntRange(min=1), default=None,
               help="Stop after this many refreshes (default: until Ctrl-C).")
-@click.option("--via", type=click.Choice(["auto", "local", "docker"]), default="auto", show_default=True,
-              help="Read node processes from this machine's /proc (local) or with docker exec (docker).")
+@via_option
 @_cluster_options(outputs=WATCH_OUTPUTS, output_help="table, wide, or json (one document per line).")
 def watch_command(pod: str, container: str | None, interval: float, count: int | None, via: str,
                   namespace: str, context: str | None, kubeconfig: str | None, output: str) -> None:
