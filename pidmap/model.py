@@ -51,8 +51,6 @@ class Container:
     reason: str | None = None  # waiting / terminated reason (CrashLoopBackOff, Completed, ...)
     exit_code: int | None = None
     restart_count: int = 0
-    started_at: str | None = None
-    message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -193,7 +191,6 @@ class Subject:
 class ProbeResult:
     """What the in-container probe printed (or why it could not run)."""
 
-    container: str
     table: ProcessTable | None
     error: str | None = None
     no_shell: bool = False

@@ -179,17 +179,17 @@ class Cluster:
         except ApiException as err:
             return _exec_api_failure(err, container)
         except ExecError as err:
-            return ProbeResult(container=container, table=None, error=err.message)
+            return ProbeResult(table=None, error=err.message)
         except WebSocketException as err:
             # The stream broke after the upgrade (node gone, proxy timeout, server restart): that
             # container's probe failed, the host side can still map the pod.
             detail = f"{type(err).__name__}: {err}".rstrip(": ")
-            return ProbeResult(container=container, table=None,
+            return ProbeResult(table=None,
                                error=f"the exec connection was lost: {detail}")
         finally:
             rest.close()
         if still_open:
-            return ProbeResult(container=container, table=None,
+            return ProbeResult(table=None,
                                error=f"the probe did not finish within {self.options.exec_timeout:g}s")
         return _probe_result(container, stdout, stderr, status_text, returncode)
 
@@ -212,24 +212,24 @@ def _probe_result(container: str, stdout: str, stderr: str, status_text: str,
         exit_code = returncode
     if exit_code == 0 or (exit_code is not None and stdout.rstrip().endswith("end")):
         try:
-            return ProbeResult(container=container, table=parse_scan(stdout))
+            return ProbeResult(table=parse_scan(stdout))
         except ScanFormatError as err:
-            return ProbeResult(container=container, table=None, error=f"unreadable probe output: {err}")
+            return ProbeResult(table=None, error=f"unreadable probe output: {err}")
     text = f"{message or ''} {stderr}".lower()
     # Only the runtime's own words mean "no shell": a bare 126/127 or "no such file" also comes
     # from a container that exited while the exec was being set up.
     if "executable file not found" in text or re.search(r'exec: "?sh"?: (no such file|not found)', text) \
             or (exit_code == 127 and not stdout and re.search(r"\bsh: (not found|no such file)", text)):
-        return ProbeResult(container=container, table=None, no_shell=True,
+        return ProbeResult(table=None, no_shell=True,
                            error="the container has no shell (sh) to run the probe")
     if "not running" in text or "container not found" in text:
-        return ProbeResult(container=container, table=None,
+        return ProbeResult(table=None,
                            error=f"exec refused: {message or stderr}".strip())
     if exit_code is None and message is None:
-        return ProbeResult(container=container, table=None,
+        return ProbeResult(table=None,
                            error="the API server closed the exec stream without a status")
     detail = message or stderr.strip() or f"exit code {exit_code}"
-    return ProbeResult(container=container, table=None, error=f"the probe failed: {detail}")
+    return ProbeResult(table=None, error=f"the probe failed: {detail}")
 
 
 def parse_exec_status(text: str) -> tuple[int | None, str | None]:
@@ -272,10 +272,10 @@ def _exec_api_failure(err: Any, container: str) -> ProbeResult:
                              "the token or certificate in the kubeconfig is wrong or expired")
     text = message or str(err.reason)
     if "not running" in text or code == 400:
-        return ProbeResult(container=container, table=None, error=f"exec refused: {text}")
+        return ProbeResult(table=None, error=f"exec refused: {text}")
     if code == 404:
-        return ProbeResult(container=container, table=None, error=f"exec target not found: {text}")
-    return ProbeResult(container=container, table=None, error=f"exec failed: {text}")
+        return ProbeResult(table=None, error=f"exec target not found: {text}")
+    return ProbeResult(table=None, error=f"exec failed: {text}")
 
 
 def _code_in(text: str) -> int | None:
@@ -412,7 +412,7 @@ def _split_container_id(raw: str | None) -> tuple[str | None, str | None]:
 
 def _container(spec: dict[str, Any], status: dict[str, Any] | None, kind: ContainerType) -> Container:
     state: ContainerState = "unknown"
-    reason = message = started = None
+    reason = None
     exit_code = None
     container_id = runtime = None
     restarts = 0
@@ -421,16 +421,16 @@ def _container(spec: dict[str, Any], status: dict[str, Any] | None, kind: Contai
         restarts = status.get("restartCount") or 0
         st = status.get("state") or {}
         if st.get("running") is not None:
-            state, started = "running", st["running"].get("startedAt")
+            state = "running"
         elif st.get("terminated") is not None:
             terminated = st["terminated"]
             state, reason = "terminated", terminated.get("reason")
-            exit_code, message = terminated.get("exitCode"), terminated.get("message")
+            exit_code = terminated.get("exitCode")
         elif st.get("waiting") is not None:
-            state, reason, message = "waiting", st["waiting"].get("reason"), st["waiting"].get("message")
+            state, reason = "waiting", st["waiting"].get("reason")
     return Container(name=spec["name"], type=kind, image=spec.get("image") or "", container_id=container_id,
                      runtime=runtime, state=state, reason=reason, exit_code=exit_code,
-                     restart_count=restarts, started_at=started, message=message)
+                     restart_count=restarts)
 
 
 def pod_from_api(raw: dict[str, Any]) -> Pod:

@@ -23,7 +23,7 @@ PROCESS_KEYS = {"container_pid", "node_pid", "host_pid", "ppid", "user", "state"
 
 
 def _result() -> PodMap:
-    probes = {"app": ProbeResult(container="app", table=parse_scan(DOC["container_probe"]))}
+    probes = {"app": ProbeResult(table=parse_scan(DOC["container_probe"]))}
     return correlate(pod(DOC), node(DOC), probes, local_view(DOC, drop={DOC["truth"]["node_host_pid"]}))
 
 
@@ -55,7 +55,7 @@ def test_yaml_is_the_same_document() -> None:
 
 
 def test_unseen_pid_is_null() -> None:
-    probes = {"app": ProbeResult(container="app", table=parse_scan(DOC["container_probe"]))}
+    probes = {"app": ProbeResult(table=parse_scan(DOC["container_probe"]))}
     result = correlate(pod(DOC), None, probes, None)
     doc = json.loads(render(result, "json"))
     procs = doc["containers"][0]["processes"]

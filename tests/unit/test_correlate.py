@@ -16,7 +16,7 @@ EXPECTED = {v[2]: (v[1], v[0]) for v in TRUTH["nspid"].values() if len(v) == 3}
 
 
 def _probe() -> dict[str, ProbeResult]:
-    return {"app": ProbeResult(container="app", table=parse_scan(DOC["container_probe"]))}
+    return {"app": ProbeResult(table=parse_scan(DOC["container_probe"]))}
 
 
 def _rows(result_container: object) -> dict[int, tuple[int | None, int | None]]:
@@ -40,7 +40,7 @@ def test_not_root_matches_by_cgroup() -> None:
 
 
 def test_no_shell_maps_from_host_by_container_id() -> None:
-    probes = {"app": ProbeResult(container="app", table=None, no_shell=True, error="no shell")}
+    probes = {"app": ProbeResult(table=None, no_shell=True, error="no shell")}
     (cmap,) = correlate(pod(DOC), node(DOC), probes, local_view(DOC)).containers
     assert _rows(cmap) == EXPECTED
     by_pid = {p.container_pid: p for p in cmap.processes}
@@ -65,7 +65,7 @@ def test_exited_process_is_flagged_gone_not_hidden() -> None:
 def test_process_started_after_probe_is_flagged_new() -> None:
     table = parse_scan(DOC["container_probe"])
     table = replace(table, processes=tuple(p for p in table.processes if p.pid != 2))
-    probes = {"app": ProbeResult(container="app", table=table)}
+    probes = {"app": ProbeResult(table=table)}
     (cmap,) = correlate(pod(DOC), node(DOC), probes, local_view(DOC)).containers
     row = next(p for p in cmap.processes if p.container_pid == 2)
     assert row.host_pid == EXPECTED[2][1] and "new" in row.flags
@@ -75,8 +75,8 @@ def test_shared_namespace_splits_by_cgroup() -> None:
     other = Container(name="sidecar", type="app", image="x", container_id="c" * 64, runtime="containerd",
                       state="running")
     probe_table = parse_scan(DOC["container_probe"])
-    probes = {"app": ProbeResult(container="app", table=probe_table),
-              "sidecar": ProbeResult(container="sidecar", table=probe_table)}
+    probes = {"app": ProbeResult(table=probe_table),
+              "sidecar": ProbeResult(table=probe_table)}
     shared = pod(DOC, running_container(DOC), other, shared=True)
     result = correlate(shared, node(DOC), probes, local_view(DOC))
     app, sidecar = result.containers
@@ -111,8 +111,8 @@ def test_shared_namespace_drops_the_other_probes_shells() -> None:
     # of either container.
     table = parse_scan(DOC["container_probe"])
     other_probe = replace(table, processes=(), own_pids=frozenset({2}))
-    probes = {"app": ProbeResult(container="app", table=table),
-              "sidecar": ProbeResult(container="sidecar", table=other_probe)}
+    probes = {"app": ProbeResult(table=table),
+              "sidecar": ProbeResult(table=other_probe)}
     other = Container(name="sidecar", type="app", image="x", container_id="c" * 64, runtime="containerd",
                       state="running")
     shared = pod(DOC, running_container(DOC), other, shared=True)
@@ -124,7 +124,7 @@ def test_running_init_container_of_a_pending_pod_is_mapped() -> None:
     init = replace(running_container(DOC, "wait"), type="init")
     app = replace(running_container(DOC, "app"), container_id=None, state="waiting", reason="PodInitializing")
     pending = pod(DOC, init, app, phase="Pending")
-    probes = {"wait": ProbeResult(container="wait", table=parse_scan(DOC["container_probe"]))}
+    probes = {"wait": ProbeResult(table=parse_scan(DOC["container_probe"]))}
     result = correlate(pending, node(DOC), probes, local_view(DOC))
     wait, waiting = result.containers
     assert _rows(wait) == EXPECTED and waiting.processes == ()

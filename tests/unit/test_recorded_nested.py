@@ -49,7 +49,7 @@ def test_the_fixture_has_a_nested_namespace() -> None:
 
 
 def test_local_view_with_probe_and_without() -> None:
-    probes = {STATUS["name"]: ProbeResult(container=STATUS["name"], table=parse_scan(DOC["probes"]["outer"]))}
+    probes = {STATUS["name"]: ProbeResult(table=parse_scan(DOC["probes"]["outer"]))}
     for with_ns in (True, False):  # by namespace inode (root) and by cgroup only (not root)
         view = HostView(table=ProcessTable(processes=tuple(host_processes(DOC, with_ns=with_ns))),
                         via="local", node_level=NODE_DEPTH, host_level=0)

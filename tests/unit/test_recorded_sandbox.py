@@ -36,7 +36,7 @@ def _expected() -> dict[str, set[tuple[int, int, int]]]:
 
 
 def _probes() -> dict[str, ProbeResult]:
-    return {name: ProbeResult(container=name, table=parse_scan(text)) for name, text in DOC["probes"].items()}
+    return {name: ProbeResult(table=parse_scan(text)) for name, text in DOC["probes"].items()}
 
 
 def _rows(result: Any) -> dict[str, set[tuple[int | None, int | None, int | None]]]:

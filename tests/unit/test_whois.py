@@ -10,6 +10,7 @@ recording Python itself.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,15 @@ def _nodes() -> list[NodeInfo]:
     return [NodeInfo(node=Node(**n["node"]), level=n["level"], pid_ns=n["pid_ns"]) for n in DOC["nodes"]]
 
 
+CONTAINER_FIELDS = {f.name for f in dataclasses.fields(Container)}
+
+
 def _pods() -> list[Pod]:
     pods = []
     for p in DOC["pods"]:
-        containers = tuple(Container(**c) for c in p["containers"])
+        # The recording predates dropping two unread fields (started_at, message): keep the known ones.
+        containers = tuple(Container(**{k: v for k, v in c.items() if k in CONTAINER_FIELDS})
+                           for c in p["containers"])
         pods.append(Pod(**{**p, "containers": containers}))
     return pods
 
