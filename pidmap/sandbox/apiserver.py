@@ -159,10 +159,6 @@ class Watcher:
     queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
 
 
-async def _next(queue: asyncio.Queue[Event | None]) -> Event | None:
-    return await queue.get()
-
-
 class Store:
     """Pods and namespaces, a global resourceVersion, and a history for watches; saved on change."""
 
@@ -562,7 +558,7 @@ class ApiServer:
         deadline = loop.time() + timeout
         while (remaining := deadline - loop.time()) > 0:
             try:
-                event = await asyncio.wait_for(_next(watcher.queue), remaining)
+                event = await asyncio.wait_for(watcher.queue.get(), remaining)
             except TimeoutError:
                 return
             if event is None:

@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -393,4 +393,4 @@ def status(name: str) -> Status:
             pods.append(PodStatus(meta.get("namespace", "default"), meta.get("name", "?"),
                                   pod.get("status", {}).get("phase", "Pending"),
                                   pod.get("spec", {}).get("nodeName", "")))
-    return Status(replace(spec), apiserver_pid(paths), tuple(nodes), tuple(pods))
+    return Status(spec, apiserver_pid(paths), tuple(nodes), tuple(pods))

@@ -161,7 +161,6 @@ def pod_phase(pod: Pod) -> str:
 @dataclass
 class ContainerRun:
     name: str
-    init: bool
     container_id: str = ""
     main_pid: int = 0  # host PID of the container's first process
     running: bool = False
@@ -489,16 +488,11 @@ class Kubelet:
         else:
             status.pop("initContainerStatuses", None)
         status["containerStatuses"] = [self._waiting(c, reason) for c in spec.get("containers", [])]
-        for container in init_containers:
-            run.containers[container["name"]] = ContainerRun(container["name"], init=True)
-        for container in spec.get("containers", []):
-            run.containers[container["name"]] = ContainerRun(container["name"], init=False)
+        for container in [*init_containers, *spec.get("containers", [])]:
+            run.containers[container["name"]] = ContainerRun(container["name"])
 
-    def _waiting(self, container: dict[str, Any], reason: str, message: str | None = None) -> dict[str, Any]:
+    def _waiting(self, container: dict[str, Any], reason: str) -> dict[str, Any]:
         resolved = resolve_image(container.get("image", ""), self.has_node_js())
-        waiting: dict[str, Any] = {"reason": reason}
-        if message:
-            waiting["message"] = message
         return {
             "name": container["name"],
             "image": resolved.reference if resolved else container.get("image", ""),
@@ -506,7 +500,7 @@ class Kubelet:
             "ready": False,
             "restartCount": 0,
             "started": False,
-            "state": {"waiting": waiting},
+            "state": {"waiting": {"reason": reason}},
             "lastState": {},
         }
 

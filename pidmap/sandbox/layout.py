@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Literal
 
@@ -49,7 +49,6 @@ class ClusterSpec:
     exec_forbidden: bool = False
     context: str = ""
     kubeconfig: str = ""
-    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def server(self) -> str:
@@ -62,7 +61,8 @@ class ClusterSpec:
     def from_json(cls, text: str) -> ClusterSpec:
         raw = json.loads(text)
         raw["nodes"] = tuple(NodeSpec(**node) for node in raw["nodes"])
-        return cls(**raw)
+        known = {f.name for f in fields(cls)}  # a cluster.json from an older pidmap may have more keys
+        return cls(**{key: value for key, value in raw.items() if key in known})
 
 
 def node_names(name: str, flavor: Flavor, workers: int) -> list[tuple[str, Role]]:
