@@ -140,15 +140,6 @@ def test_table_output_kubia(sandbox: Sandbox, running_examples: Pods) -> None:
     assert int(os.readlink(f"/proc/{proc['host_pid']}/ns/pid")[5:-1]) == doc["containers"][0]["pid_namespace"]
 
 
-def test_yaml_equals_json(sandbox: Sandbox, running_examples: Pods) -> None:
-    import yaml
-
-    # kubia-manual's processes are long-lived (no sidecar's `sleep 1`): two runs see the same ones.
-    doc = yaml.safe_load(sandbox.pidmap("show", "kubia-manual", "-o", "yaml").stdout)
-    assert doc == _show(sandbox, "kubia-manual")
-    assert doc["containers"] and doc["containers"][0]["processes"]
-
-
 def test_one_container_with_c(sandbox: Sandbox, running_examples: Pods) -> None:
     doc = _show(sandbox, "sidecar", "-c", "log-tailer")
     (container,) = doc["containers"]
