@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import hashlib
 import logging
 import secrets
@@ -35,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pidmap.sandbox import cgroups
+from pidmap.sandbox import cgroups, objects
 from pidmap.sandbox.contracts import ContainerNotFound, ContainerNotRunning, Pod
 from pidmap.sandbox.layout import ClusterSpec, NodeSpec, StatePaths
 
@@ -67,10 +66,6 @@ IMAGE_UNAVAILABLE = "the sandbox runs only busybox and luksa/kubia (offline)"
 
 class NodeLost(Exception):
     """The pod's node container is not running."""
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -219,14 +214,9 @@ async def _descendant(pid: int, depth: int, timeout: float = 5.0) -> int:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
-        current = pid
-        for _ in range(depth):
-            children = _children(current)
-            if not children:
-                break
-            current = children[0]
-        else:
-            return current
+        chain = _chain(pid, depth)
+        if len(chain) == depth + 1:
+            return chain[-1]
         if not (PROC / str(pid)).exists():
             return 0
         await asyncio.sleep(0.02)
@@ -471,7 +461,7 @@ class Kubelet:
             "hostIPs": [{"ip": f"172.18.0.{run.node_index + 2}"}],
             "podIP": run.pod_ip,
             "podIPs": [{"ip": run.pod_ip}],
-            "startTime": status.get("startTime") or now(),
+            "startTime": status.get("startTime") or objects.timestamp(objects.now_utc()),
             "qosClass": "BestEffort",
         })
         status.pop("reason", None)
@@ -508,12 +498,13 @@ class Kubelet:
         conditions: list[dict[str, Any]] = run.pod["status"].setdefault("conditions", [])
         text = "True" if value else "False"
         existing = next((c for c in conditions if c["type"] == kind), None)
+        moment = objects.timestamp(objects.now_utc())
         if existing is None:
-            existing = {"type": kind, "status": text, "lastProbeTime": None, "lastTransitionTime": now()}
+            existing = {"type": kind, "status": text, "lastProbeTime": None, "lastTransitionTime": moment}
             conditions.append(existing)
         elif existing["status"] != text:
             existing["status"] = text
-            existing["lastTransitionTime"] = now()
+            existing["lastTransitionTime"] = moment
         if reason and not value:
             existing["reason"] = reason
         else:
@@ -677,7 +668,7 @@ class Kubelet:
             depth = 2
         restarts = int(entry.get("restartCount", 0))
         log_file = self._log_dir(run.pod, name) / f"{restarts}.log"
-        started_at = now()
+        started_at = objects.timestamp(objects.now_utc())
         process = await self._spawn(argv, log_file)
         state.container_id = container_id
         state.env = tuple(self._environment(run, container))
@@ -691,7 +682,7 @@ class Kubelet:
         self._update_phase(run)
         returncode = await process.wait()
         state.running = False
-        finished_at = now()
+        finished_at = objects.timestamp(objects.now_utc())
         exit_code = _exit_code(returncode)
         # Whatever the container left behind (daemonized children) goes with it, as with runc.
         directory = cgroups.directories(run.hierarchies, self._container_cgroup(run, container_id))
