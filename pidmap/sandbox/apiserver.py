@@ -170,18 +170,14 @@ class Store:
         self.history: deque[Event] = deque(maxlen=HISTORY)
         self.watchers: set[Watcher] = set()
 
-    @property
-    def namespaces_file(self) -> Any:
-        return self.paths.root / "namespaces.json"
-
     def load(self) -> None:
         if self.paths.pods.exists():
             stored = json.loads(self.paths.pods.read_text())
             self.revision = int(stored.get("metadata", {}).get("resourceVersion") or 1)
             for pod in stored.get("items", []):
                 self.pods[(pod["metadata"]["namespace"], pod["metadata"]["name"])] = pod
-        if self.namespaces_file.exists():
-            for namespace in json.loads(self.namespaces_file.read_text()).get("items", []):
+        if self.paths.namespaces.exists():
+            for namespace in json.loads(self.paths.namespaces.read_text()).get("items", []):
                 self.namespaces[namespace["metadata"]["name"]] = namespace
         created = objects.timestamp(objects.now_utc())
         for name in objects.DEFAULT_NAMESPACES:
@@ -191,7 +187,7 @@ class Store:
         for target, kind, items in (
             (self.paths.pods, "PodList", [self.pods[key] for key in sorted(self.pods)]),
             (
-                self.namespaces_file,
+                self.paths.namespaces,
                 "NamespaceList",
                 [self.namespaces[key] for key in sorted(self.namespaces)],
             ),

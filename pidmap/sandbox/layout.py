@@ -7,6 +7,7 @@ One sandbox = one directory (``state_dir(name)``) holding:
     ca.crt          the sandbox CA (goes into the kubeconfig as certificate-authority-data)
     server.crt/.key the API server's certificate for 127.0.0.1 / localhost, signed by the CA
     pods.json       the API server's pod store (written on every change, read back on restart)
+    namespaces.json its namespace store, kept the same way
     apiserver.pid   PID of the background API server (it also runs the sandbox's kubelets)
     apiserver.log   its log
 
@@ -144,6 +145,10 @@ class StatePaths:
     @property
     def pods(self) -> Path:
         return self.root / "pods.json"
+
+    @property
+    def namespaces(self) -> Path:
+        return self.root / "namespaces.json"
 
     @property
     def apiserver_pid(self) -> Path:
