@@ -591,8 +591,16 @@ def _column(name: str, kind: str, description: str, priority: int = 0, fmt: str 
     return {"name": name, "type": kind, "format": fmt, "description": description, "priority": priority}
 
 
+# The two columns every table here shares, word for word as the real API server describes them.
+NAME_COLUMN = _column("Name", "string", "Name must be unique within a namespace.", fmt="name")
+AGE_COLUMN = _column(
+    "Age",
+    "string",
+    "CreationTimestamp is a timestamp representing the server time when this object was created.",
+)
+
 POD_COLUMNS = [
-    _column("Name", "string", "Name must be unique within a namespace.", fmt="name"),
+    NAME_COLUMN,
     _column("Ready", "string", "The aggregate readiness state of this pod for accepting traffic."),
     _column("Status", "string", "The aggregate status of the containers in this pod."),
     _column(
@@ -601,11 +609,7 @@ POD_COLUMNS = [
         "The number of times the containers in this pod have been restarted "
         "and when the last container in this pod has restarted.",
     ),
-    _column(
-        "Age",
-        "string",
-        "CreationTimestamp is a timestamp representing the server time when this object was created.",
-    ),
+    AGE_COLUMN,
     _column("IP", "string", "IP address allocated to the pod. Routable at least within the cluster.", 1),
     _column("Node", "string", "NodeName is a request to schedule this pod onto a specific node.", 1),
     _column(
@@ -623,14 +627,10 @@ POD_COLUMNS = [
 ]
 
 NODE_COLUMNS = [
-    _column("Name", "string", "Name must be unique within a namespace.", fmt="name"),
+    NAME_COLUMN,
     _column("Status", "string", "The status of the node"),
     _column("Roles", "string", "The roles of the node"),
-    _column(
-        "Age",
-        "string",
-        "CreationTimestamp is a timestamp representing the server time when this object was created.",
-    ),
+    AGE_COLUMN,
     _column("Version", "string", "Kubelet Version reported by the node."),
     _column("Internal-IP", "string", "List of addresses reachable to the node.", 1),
     _column("External-IP", "string", "List of addresses reachable to the node.", 1),
@@ -656,13 +656,9 @@ NODE_COLUMNS = [
 ]
 
 NAMESPACE_COLUMNS = [
-    _column("Name", "string", "Name must be unique within a namespace.", fmt="name"),
+    NAME_COLUMN,
     _column("Status", "string", "The status of the namespace"),
-    _column(
-        "Age",
-        "string",
-        "CreationTimestamp is a timestamp representing the server time when this object was created.",
-    ),
+    AGE_COLUMN,
 ]
 
 
