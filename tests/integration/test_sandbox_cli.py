@@ -14,7 +14,7 @@ import pytest
 
 from pidmap.errors import ExitStatus
 
-pytestmark = [pytest.mark.docker]
+pytestmark = [pytest.mark.docker, pytest.mark.root]  # up runs as root; the non-root case drops to nobody
 
 
 def pidmap(*args: str, cwd: Path, home: Path, extra_env: dict[str, str] | None = None,
