@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import click
-import yaml
 
 from pidmap import __version__
 from pidmap.collect import collect_pod
 from pidmap.complete import complete_nodes, complete_pods
 from pidmap.errors import ExitStatus, NotRunningError, PidmapError, UsageError
 from pidmap.model import Options, PodMap, Target, Via
-from pidmap.picture import Picture
-from pidmap.render import OUTPUTS, Output, render, to_document
+from pidmap.output import OUTPUTS, Output, render, render_maps
+from pidmap.wording import escape
+
+
+def _error(message: str, hint: str | None) -> None:
+    # Messages quote what the cluster, Docker and the user said: escaped like every human output.
+    click.echo(f"error: {escape(message)}", err=True)
+    if hint:
+        click.echo(f"hint: {escape(hint)}", err=True)
 
 
 class PidmapGroup(click.Group):
@@ -30,16 +35,13 @@ class PidmapGroup(click.Group):
         except PidmapError as err:
             if debug:
                 traceback.print_exc()
-            click.echo(f"error: {err.message}", err=True)
-            if err.hint:
-                click.echo(f"hint: {err.hint}", err=True)
+            _error(err.message, err.hint)
             ctx.exit(int(err.status))
         except click.UsageError as err:
             # A bad command line reads like every other error: one line, then where to look.
             if debug:
                 traceback.print_exc()
-            click.echo(f"error: {err.format_message()}", err=True)
-            click.echo(f"hint: {(err.ctx or ctx).command_path} --help", err=True)
+            _error(err.format_message(), f"{(err.ctx or ctx).command_path} --help")
             ctx.exit(int(ExitStatus.USAGE))
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -49,8 +51,8 @@ class PidmapGroup(click.Group):
         except Exception as err:  # a bug: one line unless --debug
             if debug:
                 raise
-            click.echo(f"error: unexpected {type(err).__name__}: {err}", err=True)
-            click.echo("hint: rerun with --debug for the traceback, and report it", err=True)
+            _error(f"unexpected {type(err).__name__}: {err}",
+                   "rerun with --debug for the traceback, and report it")
             ctx.exit(int(ExitStatus.ERROR))
 
 
@@ -191,16 +193,7 @@ def whois(pid: int, level: str, node_name: str | None, context: str | None, kube
 
 
 def _echo_maps(maps: list[PodMap], output: str) -> None:
-    from pidmap.picture import render_picture
-
-    if output in ("tree", "dot", "mermaid"):
-        click.echo(render_picture(maps, cast(Picture, output)))
-    elif output == "json":
-        click.echo(json.dumps([to_document(m) for m in maps], indent=2))
-    elif output == "yaml":
-        click.echo(yaml.safe_dump([to_document(m) for m in maps], sort_keys=False).rstrip("\n"))
-    else:
-        click.echo("\n\n".join(render(m, cast(Output, output)) for m in maps) or "no pods")
+    click.echo(render_maps(maps, cast(Output, output)))
 
 
 @main.command("node")
