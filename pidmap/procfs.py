@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from pidmap.model import ProcessTable, RawProcess
 
-# A marker in the probe's own command line: the host-side scan drops processes that carry it, so
-# the probe never shows up as a process of the container it inspects.
+# The probe's $0: it names the probe in `ps` output. The host-side scan leaves out processes whose
+# whole command line is the probe's (``is_probe_command``), so that a probe still running, of
+# another pidmap run, never shows up as a process of the container it inspects.
 PROBE_MARKER = "pidmap-probe"
 
 # Needs only a POSIX shell and /proc (busybox ash, dash, bash): no ps, no awk. `readlink`, `tr`
@@ -44,6 +45,23 @@ for d in /proc/[0-9]*; do
 done
 p end
 """
+
+def probe_argv(mode: str) -> list[str]:
+    """The probe's command line: ``mode`` is "probe" (in a container) or "full" (in a node)."""
+    return ["sh", "-c", SCAN_SCRIPT, PROBE_MARKER, mode]
+
+
+# The probe's own command line as /proc shows it (NULs and, in the probe's output, newlines as
+# spaces), whitespace folded. Only a process with exactly this command line is taken for a probe
+# and left out: a process that merely mentions the marker (or names itself after it) is shown, or
+# a container could hide a process from pidmap by putting "pidmap-probe" in its argv.
+_PROBE_COMMANDS = frozenset(" ".join(" ".join(probe_argv(mode)).split()) for mode in ("probe", "full"))
+
+
+def is_probe_command(cmdline: str) -> bool:
+    """True for the command line of a pidmap probe (``probe_argv``), whatever its whitespace."""
+    return " ".join(cmdline.split()) in _PROBE_COMMANDS
+
 
 _CONTAINER_ID = re.compile(r"(?:^|[/\-:])([0-9a-f]{64})(?:\.scope)?(?=/|$)")
 _POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
@@ -199,7 +217,7 @@ def parse_scan(text: str) -> ProcessTable:
         ))
     own = {self_pid} if self_pid is not None else set()
     own |= {proc.pid for proc in processes if self_pid is not None and proc.ppid == self_pid}
-    own |= {proc.pid for proc in processes if PROBE_MARKER in proc.cmdline}
+    own |= {proc.pid for proc in processes if is_probe_command(proc.cmdline)}
     return ProcessTable(
         processes=tuple(proc for proc in processes if proc.pid not in own),
         reader_pid_ns=reader_ns, own_pids=frozenset(own), users=users, boot_time=boot_time,

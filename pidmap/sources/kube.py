@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,7 @@ from pidmap.errors import (
     UsageError,
 )
 from pidmap.model import Container, ContainerState, ContainerType, Options, Pod, ProbeResult, Target
-from pidmap.procfs import PROBE_MARKER, SCAN_SCRIPT, ScanFormatError, parse_scan
+from pidmap.procfs import ScanFormatError, parse_scan, probe_argv
 
 # DNS-1123 subdomain (pod names) and label (namespaces, container names): checked before any call,
 # so that no odd text ever reaches a URL, a log line or a shell.
@@ -158,7 +159,7 @@ class Cluster:
         from websocket import WebSocketException
 
         rest = self.rest()
-        query = [("command", arg) for arg in ("sh", "-c", SCAN_SCRIPT, PROBE_MARKER, "probe")]
+        query = [("command", arg) for arg in probe_argv("probe")]
         query += [("container", container), ("stderr", "true"), ("stdin", "false"), ("stdout", "true"),
                   ("tty", "false")]
         try:
@@ -168,7 +169,7 @@ class Cluster:
                 resp = websocket_call(self.configuration, "GET", url, headers=headers,
                                       _preload_content=False, _request_timeout=self.options.exec_timeout)
                 try:
-                    resp.run_forever(timeout=self.options.exec_timeout)
+                    too_much = _run_bounded(resp, self.options.exec_timeout)
                     still_open = resp.is_open()
                     stdout = resp.read_stdout(timeout=0) if resp.peek_stdout() else ""
                     stderr = resp.read_stderr(timeout=0) if resp.peek_stderr() else ""
@@ -188,10 +189,33 @@ class Cluster:
                                error=f"the exec connection was lost: {detail}")
         finally:
             rest.close()
+        if too_much:
+            return ProbeResult(table=None, error=f"the probe printed more than {MAX_PROBE_BYTES >> 20} MiB "
+                                                 "(not what the fixed probe prints): not read further")
         if still_open:
             return ProbeResult(table=None,
                                error=f"the probe did not finish within {self.options.exec_timeout:g}s")
         return _probe_result(container, stdout, stderr, status_text, returncode)
+
+
+# The probe prints ~150 bytes per process (a few KiB more for long command lines): 16 MiB is far
+# beyond any real container, and bounds what a container that answers in place of the probe can
+# make pidmap hold in memory.
+MAX_PROBE_BYTES = 16 * 2**20
+
+
+def _run_bounded(resp: Any, timeout: float) -> bool:
+    """WSClient.run_forever with a byte bound too: read until the stream closes or ``timeout``
+    passes; True when stdout and stderr together went past ``MAX_PROBE_BYTES`` (stopped there)."""
+    deadline = time.monotonic() + timeout
+    while resp.is_open():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        resp.update(timeout=min(remaining, 1.0))
+        if len(resp.peek_channel(1)) + len(resp.peek_channel(2)) > MAX_PROBE_BYTES:
+            return True
+    return False
 
 
 def _returncode(resp: Any) -> int | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 
@@ -33,7 +34,8 @@ def _container_id(pod: dict[str, object]) -> str:
 
 
 def _cmdline(pid: int) -> str:
-    return kernel.PROC.joinpath(str(pid), "cmdline").read_bytes().rstrip(b"\0").replace(b"\0", b" ").decode()
+    """/proc/PID/cmdline as pidmap documents it: arguments joined by spaces, ends trimmed."""
+    return kernel.PROC.joinpath(str(pid), "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +62,62 @@ def test_hostile_command_line_is_escaped_in_human_output_and_exact_in_json(
     by_host_pid = {p["host_pid"]: p["command"] for p in doc["containers"][0]["processes"]}
     assert by_host_pid[init] == truth[init]
     assert json.loads(sandbox.pidmap("whois", str(init), "-o", "json").stdout)["command"] == truth[init]
+
+
+# A container that answers the probe itself: it writes a report of its own making (another pod's
+# PID namespace, an innocent PID 1), then puts a script that prints it in place of its `sh` — first
+# in PATH (a runtime that resolves `sh` by PATH) and at /bin/sh (one that runs the rootfs's /bin/sh).
+FAKE_REPORT = ("pidmap-probe 1\\nself 99\\nns pid:[%s]\\nP 1\\nS Name:\\tsh\\nS State:\\tS (sleeping)\\n"
+               "S PPid:\\t0\\nS Uid:\\t0\\t0\\t0\\t0\\nS NSpid:\\t1\\nC innocent\\nend\\n")
+LIAR_SCRIPT = (
+    f"printf '{FAKE_REPORT}' \"$FOREIGN_NS\" > /tmp/report\n"
+    "printf '#!/bin/busybox sh\\nexec /bin/busybox cat /tmp/report\\n' > /tmp/fake-sh\n"
+    "chmod +x /tmp/fake-sh\n"
+    "mkdir -p /usr/local/bin && cp /tmp/fake-sh /usr/local/bin/sh\n"
+    "cp /tmp/fake-sh /bin/sh.new && mv /bin/sh.new /bin/sh\n"
+    "sleep 3600 & wait\n"
+)
+
+
+def _liar(foreign_ns: int) -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "tr-liar"},
+            "spec": {"containers": [{"name": "app", "image": "busybox:1.36",
+                                     "env": [{"name": "FOREIGN_NS", "value": str(foreign_ns)}],
+                                     "command": ["/bin/busybox", "sh", "-c", LIAR_SCRIPT]}]}}
+
+
+def test_a_container_answering_the_probe_with_another_pods_namespace_gets_none_of_its_processes(
+        sandbox: Sandbox, hostile: dict[str, object]) -> None:
+    foreign_pids = set(kernel.pids_in_cgroup(_container_id(hostile)))
+    foreign_ns = kernel.PROC.joinpath(str(min(foreign_pids)), "ns", "pid").stat().st_ino
+    sandbox.kubectl("apply", "-f", "-", input=json.dumps(_liar(foreign_ns)))
+    liar = sandbox.wait_phase("tr-liar", {"Running"})
+    try:
+        # The trap is set: what the exec runs as `sh` answers with the forged report.
+        answer = ""
+        for _ in range(50):
+            answer = sandbox.kubectl("exec", "tr-liar", "--", "sh", "-c", "true").stdout
+            if answer.startswith("pidmap-probe"):
+                break
+            time.sleep(0.2)
+        assert f"ns pid:[{foreign_ns}]" in answer
+
+        own = set(kernel.pids_in_cgroup(_container_id(liar)))
+        doc = json.loads(sandbox.pidmap("show", "tr-liar", "-o", "json").stdout)
+        (cmap,) = doc["containers"]
+        rows = {p["host_pid"]: p for p in cmap["processes"]}
+        assert not set(rows) & foreign_pids
+        # Its real processes, from the host side: the kernel's PIDs and command lines.
+        alive = {pid for pid in own if kernel.PROC.joinpath(str(pid)).exists()}
+        assert alive <= set(rows) <= own
+        for pid in alive:
+            assert rows[pid]["container_pid"] == kernel.nspid(pid)[-1]
+            assert rows[pid]["command"] == _cmdline(pid)
+        assert not any(p["command"] == "innocent" for p in cmap["processes"])
+        init = next(pid for pid in alive if kernel.nspid(pid)[-1] == 1)
+        assert cmap["pid_namespace"] == kernel.PROC.joinpath(str(init), "ns", "pid").stat().st_ino
+        assert any("report was inconsistent" in note and str(foreign_ns) in note for note in cmap["notes"])
+        table = sandbox.pidmap("show", "tr-liar").stdout
+        assert "report was inconsistent" in table and "innocent" not in table
+    finally:
+        sandbox.kubectl("delete", "pod", "tr-liar", "--wait=false", check=False)
