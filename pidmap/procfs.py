@@ -63,7 +63,10 @@ def is_probe_command(cmdline: str) -> bool:
     return " ".join(cmdline.split()) in _PROBE_COMMANDS
 
 
-_CONTAINER_ID = re.compile(r"(?:^|[/\-:])([0-9a-f]{64})(?:\.scope)?(?=/|$)")
+# A 64-hex path component, after a runtime prefix (docker-, crio-, cri-containerd-) or not, with a
+# suffix (.scope, or any other .word) or not, blanks around it tolerated. CRI-O's conmon monitor
+# runs in crio-conmon-<id>.scope: it carries the container's ID but is not the container.
+_CONTAINER_ID = re.compile(r"(?:^|[/\-:])\s*(?<!conmon-)([0-9a-f]{64})(?:\.[^/\s]*)?\s*(?=/|$)")
 _POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
 _NS_LINK = re.compile(r"^\w+:\[(\d+)\]$")
 
@@ -113,8 +116,23 @@ def cgroup_container_id(text: str) -> str | None:
 
     Handles cgroupfs (``/docker/<node>/kubepods/besteffort/pod<uid>/<id>``), systemd
     (``.../cri-containerd-<id>.scope``, ``docker-<id>.scope``, ``crio-<id>.scope``) and cgroup v2
-    (``0::/...``). A pod process's path carries the node's id first and its own last, so the last
-    id on the line is the innermost container.
+    (``0::/...``); an id followed by another ``.suffix`` or padded with blanks too. CRI-O's
+    ``crio-conmon-<id>.scope`` is the container's monitor, not the container: no id.
+
+    Checked against the test vectors of OpenTelemetry, Datadog, Elastic APM, NeuVector, kepler, OBI
+    and traceloop (``../shared/data/cgroup_vectors.json``, tests/unit/test_cgroup_vectors.py), with
+    these deliberate differences, each named there:
+
+    * **the innermost id wins**: a pod process's path carries the node's id first (kind: the node
+      is ``docker-<node>.scope``) and its own last, and the last is the container it runs in —
+      tracers that take the first id name the node instead;
+    * **a sub-cgroup of a container is that container** (``/docker/<id>/not_hex``): processes a
+      container moves into a child cgroup of its own stay in it;
+    * **any runtime's 64-hex leaf is a container**, a plain ``/docker/<id>`` too, not only the
+      layouts one vendor's patterns list (an ECS-only or a kubepods-only detector sees none);
+    * **hierarchies that disagree** (cgroup v1 lets a process sit in different cgroups per
+      controller): the line with the most ids nested wins, the first such line on a tie — not the
+      last line of the file.
     """
     best: str | None = None
     best_depth = -1
