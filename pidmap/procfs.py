@@ -183,6 +183,11 @@ def raw_process(pid: int, status: StatusFields, cmdline: str, *, pid_ns: int | N
                       cgroup_id=cgroup_id, start_ticks=start_ticks, pod_uid=pod_uid)
 
 
+def _is_number(text: str) -> bool:
+    # ASCII digits only: str.isdigit() also takes '²' or '٣', which int() refuses or reads.
+    return text.isascii() and text.isdigit()
+
+
 class ScanFormatError(ValueError):
     """The text is not the output of SCAN_SCRIPT (the shell failed, or something else answered)."""
 
@@ -207,23 +212,23 @@ def parse_scan(text: str) -> ProcessTable:
             entries.append(current)
         elif current is not None and tag in ("S", "N", "G", "T", "C"):
             current.setdefault(tag, []).append(value)
-        elif tag == "self" and value.isdigit():
+        elif tag == "self" and _is_number(value):
             self_pid = int(value)
         elif tag == "ns":
             reader_ns = parse_ns_link(value)
         elif tag == "B":
             parts = value.split()
-            if len(parts) == 2 and parts[1].isdigit():
+            if len(parts) == 2 and _is_number(parts[1]):
                 boot_time = float(parts[1])
         elif tag == "U":
             uid_text, _, user = value.partition(" ")
-            if uid_text.isdigit() and user:
+            if _is_number(uid_text) and user:
                 users.setdefault(int(uid_text), user)
     processes: list[RawProcess] = []
     for entry in entries:
         pid_text = entry["P"][0]
         status = parse_status("\n".join(entry.get("S", [])))
-        if status is None or not pid_text.isdigit():
+        if status is None or not _is_number(pid_text):
             continue  # vanished between the glob and the read
         cmdline = " ".join(entry.get("C", [""])).strip()
         processes.append(raw_process(

@@ -264,16 +264,22 @@ def parse_exec_status(text: str) -> tuple[int | None, str | None]:
         status = json.loads(text)
     except ValueError:
         return None, text.strip()
+    if not isinstance(status, dict):
+        return None, text.strip()  # JSON, but no Status object: said as it came
     if status.get("status") == "Success":
         return 0, None
     message = status.get("message")
-    for cause in (status.get("details") or {}).get("causes") or []:
-        if cause.get("reason") == "ExitCode":
+    message = message if isinstance(message, str) else None
+    details = status.get("details")
+    causes = details.get("causes") if isinstance(details, dict) else None
+    for cause in causes if isinstance(causes, list) else []:
+        if isinstance(cause, dict) and cause.get("reason") == "ExitCode":
             try:
-                return int(cause.get("message")), message
-            except (TypeError, ValueError):
+                return int(cause.get("message") or ""), message
+            except (TypeError, ValueError, OverflowError):
                 break
-    return None, message or status.get("reason") or "exec failed"
+    reason = status.get("reason")
+    return None, message or (reason if isinstance(reason, str) else None) or "exec failed"
 
 
 def _exec_api_failure(err: Any, container: str) -> ProbeResult:
