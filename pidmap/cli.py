@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 import click
 
@@ -80,7 +81,41 @@ OUTPUT_HELP = ("table, wide (adds PID namespace, cgroup id, start time), json, y
 WATCH_OUTPUTS = ("table", "wide", "json")
 
 
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """A timeout as kubectl writes one: ``30`` (seconds), ``30s``, ``500ms``, ``2m``, ``1m30s``."""
+
+    name = "duration"
+    _PART = re.compile(r"(\d+(?:\.\d*)?)(ms|s|m|h)")
+    _SECONDS: ClassVar[dict[str, float]] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip()
+        seconds: float | None = None
+        if re.fullmatch(r"\d+(?:\.\d*)?", text):
+            seconds = float(text)
+        elif text and re.fullmatch(f"(?:{self._PART.pattern})+", text):
+            seconds = sum(float(n) * self._SECONDS[unit] for n, unit in self._PART.findall(text))
+        if seconds is None or seconds <= 0:
+            self.fail(f"{value!r} is not a duration above zero (such as 30s, 500ms, 2m)", param, ctx)
+        return seconds
+
+
 # Options several commands share, declared once.
+request_timeout_option = click.option(
+    "--request-timeout", type=Duration(), default=None, metavar="DURATION",
+    help="How long to wait for one answer: an API call, a container's probe, the node-side reader "
+         "(30s, 500ms, 2m) [default: 10s for an API call, 20s for a probe].")
+
+
+def _options(kubeconfig: str | None, context: str | None, via: str = "auto",
+             request_timeout: float | None = None) -> Options:
+    timeouts = {} if request_timeout is None else {"request_timeout": request_timeout,
+                                                    "exec_timeout": request_timeout}
+    return Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via), **timeouts)
+
+
 via_option = click.option(
     "--via", type=click.Choice(["auto", "local", "docker"]), default="auto", show_default=True,
     help="Read node processes from this machine's /proc (local) or with docker exec (docker).")
@@ -92,13 +127,14 @@ kubeconfig_option = click.option(
 
 def _cluster_options(*, namespace: str | None = "default", namespace_help: str = "Namespace of the pod.",
                      outputs: tuple[str, ...] = OUTPUTS, output_help: str = OUTPUT_HELP) -> Callable[[F], F]:
-    """The options every cluster command shares: -n, --context, --kubeconfig, -o."""
+    """The options every cluster command shares: -n, --context, --kubeconfig, --request-timeout, -o."""
     def apply(fn: F) -> F:
         for decorator in reversed((
             click.option("-n", "--namespace", default=namespace, show_default=namespace is not None,
                          help=namespace_help),
             context_option,
             kubeconfig_option,
+            request_timeout_option,
             click.option("-o", "--output", type=click.Choice(outputs), default="table", show_default=True,
                          help=output_help),
         )):
@@ -133,9 +169,9 @@ def _check_names(**names: str | None) -> None:
 @cluster_options
 def show(pod: str | None, container: str | None, via: str, all_pods: bool, all_namespaces: bool,
          watch: bool, interval: float, count: int | None, namespace: str, context: str | None,
-         kubeconfig: str | None, output: str) -> None:
+         kubeconfig: str | None, request_timeout: float | None, output: str) -> None:
     """Show every process of POD with its PID in the container, on the node and on the host."""
-    options = Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via))
+    options = _options(kubeconfig, context, via, request_timeout)
     ctx = click.get_current_context()
     given = [f"--{name}" for name in ("interval", "count")
              if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
@@ -160,7 +196,8 @@ def show(pod: str | None, container: str | None, via: str, all_pods: bool, all_n
     if watch:
         ctx.invoke(
             watch_command, pod=pod, container=container, interval=interval, count=count, via=via,
-            namespace=namespace, context=context, kubeconfig=kubeconfig, output=output)
+            namespace=namespace, context=context, kubeconfig=kubeconfig, request_timeout=request_timeout,
+            output=output)
         return
     result = collect_pod(Target(namespace=namespace, pod=pod, container=container), options)
     click.echo(render(result, cast(Output, output)))
@@ -179,15 +216,16 @@ def show(pod: str | None, container: str | None, via: str, all_pods: bool, all_n
               help="The node container whose view PID is in (with --level node).")
 @context_option
 @kubeconfig_option
+@request_timeout_option
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def whois(pid: int, level: str, node_name: str | None, context: str | None, kubeconfig: str | None,
-          output: str) -> None:
+          request_timeout: float | None, output: str) -> None:
     """Which node, pod and container own PID (a host PID, or a node PID with --level node)."""
     from pidmap import whois as whois_core
     from pidmap.collect import whois_pid
 
     _check_names(node_name=node_name)
-    answer = whois_pid(pid, Options(kubeconfig=kubeconfig, context=context),
+    answer = whois_pid(pid, _options(kubeconfig, context, request_timeout=request_timeout),
                        level=cast(whois_core.Level, level), node_name=node_name)
     click.echo(whois_core.render(answer, output))
 
@@ -201,12 +239,12 @@ def _echo_maps(maps: list[PodMap], output: str) -> None:
 @via_option
 @_cluster_options(namespace=None, namespace_help="Only the pods of this namespace [default: every one].")
 def node_command(node_name: str, via: str, namespace: str | None, context: str | None,
-                 kubeconfig: str | None, output: str) -> None:
+                 kubeconfig: str | None, request_timeout: float | None, output: str) -> None:
     """Every pod on NODE with all its processes: one host scan, one list call, no exec."""
     from pidmap.collect import collect_node
 
     _check_names(node_name=node_name, namespace=namespace)
-    options = Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via))
+    options = _options(kubeconfig, context, via, request_timeout)
     maps = collect_node(node_name, options)
     # Filtered after the node-wide list: whether NODE exists is told by all of its pods.
     _echo_maps([m for m in maps if namespace is None or m.pod.namespace == namespace], output)
@@ -222,7 +260,8 @@ def node_command(node_name: str, via: str, namespace: str | None, context: str |
 @via_option
 @_cluster_options(outputs=WATCH_OUTPUTS, output_help="table, wide, or json (one document per line).")
 def watch_command(pod: str, container: str | None, interval: float, count: int | None, via: str,
-                  namespace: str, context: str | None, kubeconfig: str | None, output: str) -> None:
+                  namespace: str, context: str | None, kubeconfig: str | None, request_timeout: float | None,
+                  output: str) -> None:
     """Map POD every --interval seconds; mark processes that appeared or vanished and restarts.
 
     -o json prints one JSON document per line for each refresh that changed something. Ctrl-C ends
@@ -232,7 +271,7 @@ def watch_command(pod: str, container: str | None, interval: float, count: int |
 
     _check_names(pod=pod, namespace=namespace, container=container)
     target = Target(namespace=namespace, pod=pod, container=container)
-    options = Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via))
+    options = _options(kubeconfig, context, via, request_timeout)
     clear = output != "json" and sys.stdout.isatty()
     try:
         for frame in watch_core.run(lambda: collect_pod(target, options), interval=interval, count=count):

@@ -140,6 +140,11 @@ def scan_local(procfs_root: str = DEFAULT_PROCFS) -> ProcessTable:
     if denied and os.geteuid() != 0:
         notes.append(f"not root: the PID-namespace inode of {denied} host processes is unreadable "
                      "(matched by cgroup container ID instead)")
+    if not (root / "1").exists():
+        # PID 1 exists in every PID namespace: unseen, /proc was mounted with hidepid=1/2 (or
+        # subset=pid) and hides other users' processes from this one.
+        notes.append(f"{procfs_root} hides other users' processes (mounted with hidepid): "
+                     "only this user's are seen; run as root to map the containers'")
     reader_ns: int | None = None
     with contextlib.suppress(OSError):
         reader_ns = parse_ns_link(os.readlink(root / "self" / "ns" / "pid"))

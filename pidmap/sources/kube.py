@@ -156,7 +156,7 @@ class Cluster:
         """Run ``SCAN_SCRIPT`` in one container over the exec WebSocket (v5/v4 channel protocol)."""
         from kubernetes.client.exceptions import ApiException
         from kubernetes.stream import ws_client
-        from websocket import WebSocketException
+        from websocket import WebSocketException, setdefaulttimeout
 
         rest = self.rest()
         query = [("command", arg) for arg in probe_argv("probe")]
@@ -164,6 +164,9 @@ class Cluster:
                   ("tty", "false")]
         try:
             url, headers = rest.request_parts(_pod_path(target.namespace, target.pod) + "/exec", query)
+            # The client connects the WebSocket without a timeout: an API server that accepts the
+            # connection and then stops answering (SIGSTOP, a hung proxy) would hang the handshake.
+            setdefaulttimeout(self.options.exec_timeout)
             with _translate_transport(self.configuration.host):
                 websocket_call: Any = ws_client.websocket_call
                 resp = websocket_call(self.configuration, "GET", url, headers=headers,
@@ -351,8 +354,16 @@ def _translate_transport(host: str) -> Iterator[None]:
             raise UnreachableError(f"TLS to the API server at {host} failed: {reason}",
                                    "the kubeconfig's certificate-authority does not match the server"
                                    ) from err
+        if isinstance(reason, urllib3.exceptions.TimeoutError):
+            step = "connecting" if isinstance(reason, urllib3.exceptions.ConnectTimeoutError) else "reading"
+            raise UnreachableError(f"the API server at {host} did not answer in time (timed out {step})",
+                                   "is it up and not stuck? raise --request-timeout if it is just slow"
+                                   ) from err
         raise UnreachableError(f"the API server at {host} does not answer") from err
-    except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as err:
+    except (urllib3.exceptions.TimeoutError, TimeoutError) as err:
+        raise UnreachableError(f"the API server at {host} did not answer in time ({type(err).__name__})",
+                               "is it up and not stuck? raise --request-timeout if it is just slow") from err
+    except (urllib3.exceptions.HTTPError, ConnectionError) as err:
         raise UnreachableError(f"the API server at {host} does not answer ({type(err).__name__})") from err
     except OSError as err:
         raise UnreachableError(f"the API server at {host} does not answer: {err}") from err
