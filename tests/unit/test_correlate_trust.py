@@ -42,7 +42,8 @@ def _claim(namespace_line: str, body_from: str) -> ProbeResult:
 
 
 def _node_ns_line() -> str:
-    return CHAIN["node_scan_full"].splitlines()[2]
+    line: str = CHAIN["node_scan_full"].splitlines()[2]
+    return line
 
 
 LIES = {
