@@ -354,12 +354,16 @@ def _translate_transport(host: str) -> Iterator[None]:
             raise UnreachableError(f"TLS to the API server at {host} failed: {reason}",
                                    "the kubeconfig's certificate-authority does not match the server"
                                    ) from err
-        if isinstance(reason, urllib3.exceptions.TimeoutError):
+        # NewConnectionError (refused, no route) is a ConnectTimeoutError subclass in urllib3.
+        if isinstance(reason, urllib3.exceptions.TimeoutError) \
+                and not isinstance(reason, urllib3.exceptions.NewConnectionError):
             step = "connecting" if isinstance(reason, urllib3.exceptions.ConnectTimeoutError) else "reading"
             raise UnreachableError(f"the API server at {host} did not answer in time (timed out {step})",
                                    "is it up and not stuck? raise --request-timeout if it is just slow"
                                    ) from err
         raise UnreachableError(f"the API server at {host} does not answer") from err
+    except urllib3.exceptions.NewConnectionError as err:
+        raise UnreachableError(f"the API server at {host} does not answer ({type(err).__name__})") from err
     except (urllib3.exceptions.TimeoutError, TimeoutError) as err:
         raise UnreachableError(f"the API server at {host} did not answer in time ({type(err).__name__})",
                                "is it up and not stuck? raise --request-timeout if it is just slow") from err
