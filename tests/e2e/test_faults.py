@@ -126,6 +126,46 @@ def test_frozen_container_probe_times_out_and_the_host_side_maps_it(faults: Sand
     assert any(f"did not finish within {TIMEOUT:g}s" in note for note in cmap["notes"]), cmap["notes"]
 
 
+def test_api_server_stopped_during_the_exec_show_ends_with_notes(faults: Sandbox) -> None:
+    pod = _pod(faults, "fl-midway", "sleep 3600 & wait")
+    container_id = _container_id(pod)
+    before = set(kernel.pids_in_cgroup(container_id))
+    freezer = _freezer(min(before))
+    frozen, thawed = ("FROZEN", "THAWED") if freezer.name == "freezer.state" else ("1", "0")
+    server = _api_server_pid(faults)
+    # The container is frozen so that the exec, once it has joined the container, waits there: then
+    # the API server is stopped mid-exec, and the container thawed (the probe runs, its answer
+    # cannot pass the stopped server).
+    freezer.write_text(frozen)
+    run = subprocess.Popen([sys.executable, "-m", "pidmap", "show", "fl-midway", "-o", "json",
+                            "--request-timeout", f"{TIMEOUT:g}s"], env=faults.env, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(300):
+            if set(kernel.pids_in_cgroup(container_id)) - before:
+                break  # the exec's process is in the container: the exec is under way
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the probe's exec never reached the container")
+        os.kill(server, signal.SIGSTOP)
+        freezer.write_text(thawed)
+        out, err = run.communicate(timeout=60)
+    finally:
+        freezer.write_text(thawed)
+        os.kill(server, signal.SIGCONT)
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    result = subprocess.CompletedProcess(run.args, run.returncode, out, err)
+    _clean(result)
+    assert result.returncode == 0, err
+    doc = json.loads(out)
+    (cmap,) = doc["containers"]
+    assert {p["host_pid"] for p in cmap["processes"]} >= before  # mapped from the host side
+    assert any(f"did not finish within {TIMEOUT:g}s" in note for note in cmap["notes"]), cmap["notes"]
+    assert any("could not be read again" in note for note in doc["notes"]), doc["notes"]
+
+
 def _last_pid() -> int:
     return int(kernel.PROC.joinpath("loadavg").read_text().split()[-1])
 
@@ -153,15 +193,18 @@ def test_a_pod_forking_hundreds_of_processes_a_second_maps_five_times_in_a_row(f
         faults.kubectl("delete", "pod", "fl-forks", "--wait=false", check=False)
 
 
-def test_paused_node_show_ends_within_the_timeout(faults: Sandbox) -> None:
-    pod = _pod(faults, "fl-paused", "sleep 3600")
+# Last in the module: the sandbox keeps a lost node's pods Unknown.
+@pytest.mark.parametrize(("stop", "start"), [("pause", "unpause"), ("stop", "start")])
+def test_paused_node_show_ends_within_the_timeout(faults: Sandbox, stop: str, start: str) -> None:
+    name = f"fl-{stop}"
+    pod = _pod(faults, name, "sleep 3600")
     node = str(pod["spec"]["nodeName"])  # type: ignore[index]
-    subprocess.run(["docker", "pause", node], check=True, capture_output=True)
+    subprocess.run(["docker", stop, node], check=True, capture_output=True)
     try:
-        result = faults.pidmap("show", "fl-paused", "--request-timeout", f"{TIMEOUT:g}s", check=False,
+        result = faults.pidmap("show", name, "--request-timeout", f"{TIMEOUT:g}s", check=False,
                                timeout=60)
     finally:
-        subprocess.run(["docker", "unpause", node], check=False, capture_output=True)
+        subprocess.run(["docker", start, node], check=False, capture_output=True)
     _clean(result)
     # The API server may already say the pod is Unknown (NodeLost: exit 8, as documented), or still
     # Running: then the probe times out and the frozen processes are mapped from the host side.
