@@ -225,3 +225,41 @@ def test_request_timeout_takes_kubectl_durations() -> None:
         assert result.returncode == ExitStatus.USAGE, result.stderr
         assert result.stderr.startswith("error: Invalid value for '--request-timeout'"), result.stderr
         _clean(result)
+
+
+# After every other test of the module: nothing answers for this sandbox once its API server is dead
+# (its teardown, `pidmap sandbox down`, works without it).
+def test_api_server_killed_during_the_exec_show_ends_with_notes(faults: Sandbox) -> None:
+    pod = _pod(faults, "fl-killed", "sleep 3600 & wait")
+    container_id = _container_id(pod)
+    before = set(kernel.pids_in_cgroup(container_id))
+    freezer = _freezer(min(before))
+    frozen, thawed = ("FROZEN", "THAWED") if freezer.name == "freezer.state" else ("1", "0")
+    server = _api_server_pid(faults)
+    freezer.write_text(frozen)
+    run = subprocess.Popen([sys.executable, "-m", "pidmap", "show", "fl-killed", "-o", "json",
+                            "--request-timeout", "20s"], env=faults.env, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(300):
+            if set(kernel.pids_in_cgroup(container_id)) - before:
+                break  # the exec's process is in the container: the exec is under way
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the probe's exec never reached the container")
+        os.kill(server, signal.SIGKILL)
+        out, err = run.communicate(timeout=60)
+    finally:
+        freezer.write_text(thawed)
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    result = subprocess.CompletedProcess(run.args, run.returncode, out, err)
+    _clean(result)
+    assert result.returncode == 0, err
+    doc = json.loads(out)
+    (cmap,) = doc["containers"]
+    assert {p["host_pid"] for p in cmap["processes"]} >= before  # mapped from the host side
+    # The broken stream ends the probe (not the 20s timeout), and the last read says it failed.
+    assert any("the exec connection was lost" in note for note in cmap["notes"]), cmap["notes"]
+    assert any("could not be read again" in note and "does not answer" in note for note in doc["notes"])
