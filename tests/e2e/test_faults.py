@@ -7,11 +7,15 @@ the session's. Ground truth: the kernel's /proc (tests/kernel.py) and the proces
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -191,6 +195,68 @@ def test_a_pod_forking_hundreds_of_processes_a_second_maps_five_times_in_a_row(f
             assert table.returncode == 0, table.stderr
     finally:
         faults.kubectl("delete", "pod", "fl-forks", "--wait=false", check=False)
+
+
+class EngineThatGoesAway:
+    """A Docker socket that forwards to the real engine until pidmap starts a ``docker exec``, then
+    closes every connection and stops answering: the engine goes away in the middle of a run."""
+
+    def __init__(self, path: Path, upstream: str = "/var/run/docker.sock") -> None:
+        self.path, self.upstream, self.gone = path, upstream, threading.Event()
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(str(path))
+        self.listener.listen(16)
+        self.open: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.gone.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            engine = socket.socket(socket.AF_UNIX)
+            engine.connect(self.upstream)
+            self.open += [client, engine]
+            threading.Thread(target=self._pump, args=(client, engine, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(engine, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if from_client and re.search(rb"POST /[^ ]*/exec/[0-9a-f]+/start", data):
+                self.go_away()
+                return
+            if not data:
+                return
+            with contextlib.suppress(OSError):
+                sink.sendall(data)
+
+    def go_away(self) -> None:
+        self.gone.set()
+        for sock in self.open:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self.path.unlink(missing_ok=True)
+
+
+def test_docker_engine_gone_during_the_node_side_read_is_one_line(faults: Sandbox, tmp_path: Path) -> None:
+    _pod(faults, "fl-engine", "sleep 3600")
+    engine = EngineThatGoesAway(tmp_path / "docker.sock")
+    try:
+        env = {**faults.env, "DOCKER_HOST": f"unix://{engine.path}"}
+        result = faults.pidmap("show", "fl-engine", "--via", "docker", "--request-timeout", f"{TIMEOUT:g}s",
+                               check=False, env=env, timeout=60)
+    finally:
+        engine.go_away()
+    assert engine.gone.is_set()  # it did go away, at the docker exec of the node-side reader
+    _clean(result)
+    assert result.returncode == ExitStatus.DOCKER, result.stderr
+    assert "docker exec" in result.stderr
 
 
 # Last in the module: the sandbox keeps a lost node's pods Unknown.
