@@ -197,6 +197,33 @@ def test_a_pod_forking_hundreds_of_processes_a_second_maps_five_times_in_a_row(f
         faults.kubectl("delete", "pod", "fl-forks", "--wait=false", check=False)
 
 
+def test_a_host_with_ten_thousand_more_processes_maps_them_all(faults: Sandbox) -> None:
+    # 10,000 sleeping processes in one container: the host then has 10,000+ processes, and the
+    # container's own probe (a shell loop over /proc) has 10,000 to print.
+    script = "i=0; while [ $i -lt 10000 ]; do sleep 3600 & i=$((i+1)); done; echo started; wait"
+    pod = _pod(faults, "fl-many", script)
+    container_id = _container_id(pod)
+    try:
+        for _ in range(600):
+            if "started" in faults.kubectl("logs", "fl-many", check=False).stdout:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the 10,000 processes did not start")
+        host_total = sum(1 for entry in kernel.PROC.iterdir() if entry.name.isdigit())
+        print(f"processes on the host: {host_total}")
+        assert host_total > 10_000
+        result = faults.pidmap("show", "fl-many", "-o", "json", check=False, timeout=300)
+        truth = set(kernel.pids_in_cgroup(container_id))  # sleeping: the same before and after
+        _clean(result)
+        assert result.returncode == 0, result.stderr
+        (cmap,) = json.loads(result.stdout)["containers"]
+        assert {p["host_pid"] for p in cmap["processes"]} == truth and len(truth) > 10_000
+        print("notes:", cmap["notes"])
+    finally:
+        faults.kubectl("delete", "pod", "fl-many", "--wait=false", check=False)
+
+
 class EngineThatGoesAway:
     """A Docker socket that forwards to the real engine until pidmap starts a ``docker exec``, then
     closes every connection and stops answering: the engine goes away in the middle of a run."""
