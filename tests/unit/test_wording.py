@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import yaml
@@ -126,7 +127,7 @@ def test_a_command_line_cannot_change_the_mermaid_picture() -> None:
     assert not any(ch in label for label in labels for ch in "<>&;`\\")
 
 
-def test_error_lines_are_escaped(tmp_path: pytest.TempPathFactory) -> None:
+def test_error_lines_are_escaped(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from pidmap.cli import main
