@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-import json
+import re
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 import click
-import yaml
 
 from pidmap import __version__
 from pidmap.collect import collect_pod
 from pidmap.complete import complete_nodes, complete_pods
 from pidmap.errors import ExitStatus, NotRunningError, PidmapError, UsageError
 from pidmap.model import Options, PodMap, Target, Via
-from pidmap.picture import Picture
-from pidmap.render import OUTPUTS, Output, render, to_document
+from pidmap.output import OUTPUTS, Output, render, render_maps
+from pidmap.wording import escape
+
+
+def _error(message: str, hint: str | None) -> None:
+    # Messages quote what the cluster, Docker and the user said: escaped like every human output.
+    click.echo(f"error: {escape(message)}", err=True)
+    if hint:
+        click.echo(f"hint: {escape(hint)}", err=True)
 
 
 class PidmapGroup(click.Group):
@@ -30,16 +36,13 @@ class PidmapGroup(click.Group):
         except PidmapError as err:
             if debug:
                 traceback.print_exc()
-            click.echo(f"error: {err.message}", err=True)
-            if err.hint:
-                click.echo(f"hint: {err.hint}", err=True)
+            _error(err.message, err.hint)
             ctx.exit(int(err.status))
         except click.UsageError as err:
             # A bad command line reads like every other error: one line, then where to look.
             if debug:
                 traceback.print_exc()
-            click.echo(f"error: {err.format_message()}", err=True)
-            click.echo(f"hint: {(err.ctx or ctx).command_path} --help", err=True)
+            _error(err.format_message(), f"{(err.ctx or ctx).command_path} --help")
             ctx.exit(int(ExitStatus.USAGE))
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -49,8 +52,8 @@ class PidmapGroup(click.Group):
         except Exception as err:  # a bug: one line unless --debug
             if debug:
                 raise
-            click.echo(f"error: unexpected {type(err).__name__}: {err}", err=True)
-            click.echo("hint: rerun with --debug for the traceback, and report it", err=True)
+            _error(f"unexpected {type(err).__name__}: {err}",
+                   "rerun with --debug for the traceback, and report it")
             ctx.exit(int(ExitStatus.ERROR))
 
 
@@ -78,7 +81,41 @@ OUTPUT_HELP = ("table, wide (adds PID namespace, cgroup id, start time), json, y
 WATCH_OUTPUTS = ("table", "wide", "json")
 
 
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """A timeout as kubectl writes one: ``30`` (seconds), ``30s``, ``500ms``, ``2m``, ``1m30s``."""
+
+    name = "duration"
+    _PART = re.compile(r"(\d+(?:\.\d*)?)(ms|s|m|h)")
+    _SECONDS: ClassVar[dict[str, float]] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip()
+        seconds: float | None = None
+        if re.fullmatch(r"\d+(?:\.\d*)?", text):
+            seconds = float(text)
+        elif text and re.fullmatch(f"(?:{self._PART.pattern})+", text):
+            seconds = sum(float(n) * self._SECONDS[unit] for n, unit in self._PART.findall(text))
+        if seconds is None or seconds <= 0:
+            self.fail(f"{value!r} is not a duration above zero (such as 30s, 500ms, 2m)", param, ctx)
+        return seconds
+
+
 # Options several commands share, declared once.
+request_timeout_option = click.option(
+    "--request-timeout", type=Duration(), default=None, metavar="DURATION",
+    help="How long to wait for one answer: an API call, a container's probe, the node-side reader "
+         "(30s, 500ms, 2m) [default: 10s for an API call, 20s for a probe].")
+
+
+def _options(kubeconfig: str | None, context: str | None, via: str = "auto",
+             request_timeout: float | None = None) -> Options:
+    timeouts = {} if request_timeout is None else {"request_timeout": request_timeout,
+                                                    "exec_timeout": request_timeout}
+    return Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via), **timeouts)
+
+
 via_option = click.option(
     "--via", type=click.Choice(["auto", "local", "docker"]), default="auto", show_default=True,
     help="Read node processes from this machine's /proc (local) or with docker exec (docker).")
@@ -90,13 +127,14 @@ kubeconfig_option = click.option(
 
 def _cluster_options(*, namespace: str | None = "default", namespace_help: str = "Namespace of the pod.",
                      outputs: tuple[str, ...] = OUTPUTS, output_help: str = OUTPUT_HELP) -> Callable[[F], F]:
-    """The options every cluster command shares: -n, --context, --kubeconfig, -o."""
+    """The options every cluster command shares: -n, --context, --kubeconfig, --request-timeout, -o."""
     def apply(fn: F) -> F:
         for decorator in reversed((
             click.option("-n", "--namespace", default=namespace, show_default=namespace is not None,
                          help=namespace_help),
             context_option,
             kubeconfig_option,
+            request_timeout_option,
             click.option("-o", "--output", type=click.Choice(outputs), default="table", show_default=True,
                          help=output_help),
         )):
@@ -131,9 +169,9 @@ def _check_names(**names: str | None) -> None:
 @cluster_options
 def show(pod: str | None, container: str | None, via: str, all_pods: bool, all_namespaces: bool,
          watch: bool, interval: float, count: int | None, namespace: str, context: str | None,
-         kubeconfig: str | None, output: str) -> None:
+         kubeconfig: str | None, request_timeout: float | None, output: str) -> None:
     """Show every process of POD with its PID in the container, on the node and on the host."""
-    options = Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via))
+    options = _options(kubeconfig, context, via, request_timeout)
     ctx = click.get_current_context()
     given = [f"--{name}" for name in ("interval", "count")
              if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
@@ -158,7 +196,8 @@ def show(pod: str | None, container: str | None, via: str, all_pods: bool, all_n
     if watch:
         ctx.invoke(
             watch_command, pod=pod, container=container, interval=interval, count=count, via=via,
-            namespace=namespace, context=context, kubeconfig=kubeconfig, output=output)
+            namespace=namespace, context=context, kubeconfig=kubeconfig, request_timeout=request_timeout,
+            output=output)
         return
     result = collect_pod(Target(namespace=namespace, pod=pod, container=container), options)
     click.echo(render(result, cast(Output, output)))
@@ -177,30 +216,22 @@ def show(pod: str | None, container: str | None, via: str, all_pods: bool, all_n
               help="The node container whose view PID is in (with --level node).")
 @context_option
 @kubeconfig_option
+@request_timeout_option
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def whois(pid: int, level: str, node_name: str | None, context: str | None, kubeconfig: str | None,
-          output: str) -> None:
+          request_timeout: float | None, output: str) -> None:
     """Which node, pod and container own PID (a host PID, or a node PID with --level node)."""
     from pidmap import whois as whois_core
     from pidmap.collect import whois_pid
 
     _check_names(node_name=node_name)
-    answer = whois_pid(pid, Options(kubeconfig=kubeconfig, context=context),
+    answer = whois_pid(pid, _options(kubeconfig, context, request_timeout=request_timeout),
                        level=cast(whois_core.Level, level), node_name=node_name)
     click.echo(whois_core.render(answer, output))
 
 
 def _echo_maps(maps: list[PodMap], output: str) -> None:
-    from pidmap.picture import render_picture
-
-    if output in ("tree", "dot", "mermaid"):
-        click.echo(render_picture(maps, cast(Picture, output)))
-    elif output == "json":
-        click.echo(json.dumps([to_document(m) for m in maps], indent=2))
-    elif output == "yaml":
-        click.echo(yaml.safe_dump([to_document(m) for m in maps], sort_keys=False).rstrip("\n"))
-    else:
-        click.echo("\n\n".join(render(m, cast(Output, output)) for m in maps) or "no pods")
+    click.echo(render_maps(maps, cast(Output, output)))
 
 
 @main.command("node")
@@ -208,12 +239,12 @@ def _echo_maps(maps: list[PodMap], output: str) -> None:
 @via_option
 @_cluster_options(namespace=None, namespace_help="Only the pods of this namespace [default: every one].")
 def node_command(node_name: str, via: str, namespace: str | None, context: str | None,
-                 kubeconfig: str | None, output: str) -> None:
+                 kubeconfig: str | None, request_timeout: float | None, output: str) -> None:
     """Every pod on NODE with all its processes: one host scan, one list call, no exec."""
     from pidmap.collect import collect_node
 
     _check_names(node_name=node_name, namespace=namespace)
-    options = Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via))
+    options = _options(kubeconfig, context, via, request_timeout)
     maps = collect_node(node_name, options)
     # Filtered after the node-wide list: whether NODE exists is told by all of its pods.
     _echo_maps([m for m in maps if namespace is None or m.pod.namespace == namespace], output)
@@ -229,7 +260,8 @@ def node_command(node_name: str, via: str, namespace: str | None, context: str |
 @via_option
 @_cluster_options(outputs=WATCH_OUTPUTS, output_help="table, wide, or json (one document per line).")
 def watch_command(pod: str, container: str | None, interval: float, count: int | None, via: str,
-                  namespace: str, context: str | None, kubeconfig: str | None, output: str) -> None:
+                  namespace: str, context: str | None, kubeconfig: str | None, request_timeout: float | None,
+                  output: str) -> None:
     """Map POD every --interval seconds; mark processes that appeared or vanished and restarts.
 
     -o json prints one JSON document per line for each refresh that changed something. Ctrl-C ends
@@ -239,7 +271,7 @@ def watch_command(pod: str, container: str | None, interval: float, count: int |
 
     _check_names(pod=pod, namespace=namespace, container=container)
     target = Target(namespace=namespace, pod=pod, container=container)
-    options = Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via))
+    options = _options(kubeconfig, context, via, request_timeout)
     clear = output != "json" and sys.stdout.isatty()
     try:
         for frame in watch_core.run(lambda: collect_pod(target, options), interval=interval, count=count):

@@ -6,6 +6,9 @@ Each process carries its PID at every level it can be seen from, so the picture 
 question as the table, in the shape of the namespaces. DOT and Mermaid are meant for slides: one
 cluster / subgraph per level, one box per process, an edge from each process to its parent when
 both are in the same container.
+
+Text from containers and the cluster is escaped (``pidmap.wording``) in the tree, and quoted for
+DOT and Mermaid so that no command line can close a label, add a node or an edge, or start HTML.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from pidmap.model import ContainerMap, Node, PodMap, Process
-from pidmap.render import _cell, state_text
+from pidmap.wording import cell, escape, short, state_text
 
 Picture = Literal["tree", "dot", "mermaid"]
 COMMAND_WIDTH = 60
@@ -26,18 +29,18 @@ SANDBOX_TITLE = "pod sandbox (pause, PID 1 of the shared PID namespace)"
 
 
 def _short(command: str, width: int = COMMAND_WIDTH) -> str:
-    return command if len(command) <= width else command[: width - 3] + "..."
+    return short(command, width)
 
 
 def _pids(proc: Process) -> str:
-    return f"PID {_cell(proc.container_pid)} · node {_cell(proc.node_pid)} · host {_cell(proc.host_pid)}"
+    return f"PID {cell(proc.container_pid)} · node {cell(proc.node_pid)} · host {cell(proc.host_pid)}"
 
 
 def _node_title(node: Node | None, fallback: str | None) -> str:
     if node is None:
-        return f"node {fallback or '(not scheduled)'}"
-    return (f"node {node.name} ({node.provider}, container {node.container_id[:12]}, "
-            f"host PID {_cell(node.host_pid)})")
+        return f"node {escape(fallback or '(not scheduled)')}"
+    return (f"node {escape(node.name)} ({node.provider}, container {escape(node.container_id[:12])}, "
+            f"host PID {cell(node.host_pid)})")
 
 
 def _group_by_node(maps: Sequence[PodMap]) -> list[tuple[str, Node | None, list[PodMap]]]:
@@ -50,6 +53,10 @@ def _group_by_node(maps: Sequence[PodMap]) -> list[tuple[str, Node | None, list[
             groups[key] = (pmap.node, pods)
         pods.append(pmap)
     return [(key, node, pods) for key, (node, pods) in groups.items()]
+
+
+def _pod_title(pmap: PodMap) -> str:
+    return f"{escape(pmap.pod.namespace)}/{escape(pmap.pod.name)}"
 
 
 def _pid_ns(cmap: ContainerMap) -> str:
@@ -70,7 +77,7 @@ def render_tree(maps: Sequence[PodMap]) -> str:
             pod = pmap.pod
             share = ", shared PID namespace" if pod.share_process_namespace else ""
             lines.append(node_pad + ("└─ " if pod_last else "├─ ")
-                         + f"pod {pod.namespace}/{pod.name} ({pod.phase}{share})")
+                         + f"pod {_pod_title(pmap)} ({escape(pod.phase)}{share})")
             pod_pad = node_pad + ("   " if pod_last else "│  ")
             if pmap.sandbox is not None:
                 lines.append(pod_pad + ("└─ " if not pmap.containers else "├─ ")
@@ -79,7 +86,7 @@ def render_tree(maps: Sequence[PodMap]) -> str:
                 c_last = c_index == len(pmap.containers) - 1
                 c = cmap.container
                 lines.append(pod_pad + ("└─ " if c_last else "├─ ")
-                             + f"container {c.name} ({c.type}, {state_text(c)}, {_pid_ns(cmap)})")
+                             + f"container {escape(c.name)} ({c.type}, {state_text(c)}, {_pid_ns(cmap)})")
                 c_pad = pod_pad + ("   " if c_last else "│  ")
                 for p_index, proc in enumerate(cmap.processes):
                     p_last = p_index == len(cmap.processes) - 1
@@ -92,8 +99,10 @@ def render_tree(maps: Sequence[PodMap]) -> str:
 # ----------------------------------------------------------------------------------------------- dot
 
 def _dot_string(text: str) -> str:
-    # DOT strings: backslash and double quote are the only characters to escape; a newline in the
-    # label is written as the escape sequence \n so the string stays on one line.
+    # DOT strings: backslash and double quote are the only characters to escape; a doubled
+    # backslash also keeps Graphviz from reading \N, \G, \l or \r in a command line as its own
+    # label escapes. A newline (only pidmap's own: every text from a container was escaped before,
+    # so it holds none) is written as the escape sequence \n so the string stays on one line.
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     return '"' + escaped.replace("\n", "\\n") + '"'
 
@@ -125,7 +134,7 @@ def render_dot(maps: Sequence[PodMap]) -> str:
             if c_index == 0:
                 pod = _pmap.pod
                 out.append(f"      subgraph cluster_p{pod_id} {{")
-                out.append(f"        label={_dot_string(f'pod {pod.namespace}/{pod.name} ({pod.phase})')}; "
+                out.append(f"        label={_dot_string(f'pod {_pod_title(_pmap)} ({escape(pod.phase)})')}; "
                            'bgcolor="#fdf3dc";')
                 if _pmap.sandbox is not None:
                     label = f"{SANDBOX_TITLE}\n{_pids(_pmap.sandbox)}\n{_short(_pmap.sandbox.command, 40)}"
@@ -133,8 +142,8 @@ def render_dot(maps: Sequence[PodMap]) -> str:
                                'fillcolor="#ffe08a"];')
             c = cmap.container
             out.append(f"        subgraph cluster_p{pod_id}_c{c_index} {{")
-            out.append(f"          label={_dot_string(f'container {c.name} ({c.type}, {_pid_ns(cmap)})')}; "
-                       'bgcolor="#e4f4e4";')
+            title = f"container {escape(c.name)} ({c.type}, {_pid_ns(cmap)})"
+            out.append(f'          label={_dot_string(title)}; bgcolor="#e4f4e4";')
             if not cmap.processes:
                 # An empty cluster is not drawn at all: a placeholder keeps the container visible.
                 out.append(f"          p{pod_id}_c{c_index}_none [label={_dot_string(state_text(c))}, "
@@ -152,7 +161,7 @@ def render_dot(maps: Sequence[PodMap]) -> str:
         for pod_index, pmap in enumerate(pods):
             if not pmap.containers:
                 out.append(f"      p{pod_base + pod_index}_empty "
-                           f"[label={_dot_string(f'pod {pmap.pod.namespace}/{pmap.pod.name}')}];")
+                           f"[label={_dot_string(f'pod {_pod_title(pmap)}')}];")
         pod_base += len(pods)
         out.append("    }")
     out += ["  }", "}"]
@@ -161,15 +170,17 @@ def render_dot(maps: Sequence[PodMap]) -> str:
 
 # ------------------------------------------------------------------------------------------- mermaid
 
-_MERMAID_UNSAFE = re.compile(r'["<>#`;]')
+_MERMAID_UNSAFE = re.compile(r'["<>#`;&\\]')
 
 
 def _mermaid_text(text: str) -> str:
-    # Inside "..." a label may hold brackets, but not a double quote; '<' would start HTML and '#'
-    # an entity, and ';' ends a statement in some versions: write them as Mermaid entities (#quot;
-    # #lt; #gt; or a numeric one such as #59;).
+    # Inside "..." a label may hold brackets, but not a double quote; '<' would start HTML, '&' and
+    # '#' an entity, '`' a markdown string, and ';' ends a statement in some versions: write them as
+    # Mermaid entities (#quot; #lt; #gt; or a numeric one such as #59;). A backslash too, which
+    # Mermaid passes to the HTML label as it is. The text was escaped (pidmap.wording) before, so it
+    # holds no line break or control character that could end the statement.
     names = {'"': "#quot;", "<": "#lt;", ">": "#gt;"}
-    return _MERMAID_UNSAFE.sub(lambda m: names.get(m.group(0), f"#{ord(m.group(0))};"), text)
+    return _MERMAID_UNSAFE.sub(lambda m: names.get(m.group(0), f"#{ord(m.group(0))};"), escape(text))
 
 
 def render_mermaid(maps: Sequence[PodMap]) -> str:
@@ -182,7 +193,7 @@ def render_mermaid(maps: Sequence[PodMap]) -> str:
         for pod_index, pmap in enumerate(pods):
             pod_id = pod_base + pod_index
             pod = pmap.pod
-            title = _mermaid_text(f"pod {pod.namespace}/{pod.name} ({pod.phase})")
+            title = _mermaid_text(f"pod {_pod_title(pmap)} ({escape(pod.phase)})")
             out.append(f'      subgraph p{pod_id}["{title}"]')
             out.append("        direction TB")
             if pmap.sandbox is not None:
@@ -192,7 +203,7 @@ def render_mermaid(maps: Sequence[PodMap]) -> str:
                 pid1.append(f"p{pod_id}_sandbox")
             for c_index, cmap in enumerate(pmap.containers):
                 c = cmap.container
-                title = f"container {c.name} ({c.type}, {_pid_ns(cmap)})"
+                title = f"container {escape(c.name)} ({c.type}, {_pid_ns(cmap)})"
                 out.append(f'        subgraph p{pod_id}_c{c_index}["{_mermaid_text(title)}"]')
                 if not cmap.processes:
                     out.append(f'          p{pod_id}_c{c_index}_none["{_mermaid_text(state_text(c))}"]')

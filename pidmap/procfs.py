@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from pidmap.model import ProcessTable, RawProcess
 
-# A marker in the probe's own command line: the host-side scan drops processes that carry it, so
-# the probe never shows up as a process of the container it inspects.
+# The probe's $0: it names the probe in `ps` output. The host-side scan leaves out processes whose
+# whole command line is the probe's (``is_probe_command``), so that a probe still running, of
+# another pidmap run, never shows up as a process of the container it inspects.
 PROBE_MARKER = "pidmap-probe"
 
 # Needs only a POSIX shell and /proc (busybox ash, dash, bash): no ps, no awk. `readlink`, `tr`
@@ -45,7 +46,27 @@ done
 p end
 """
 
-_CONTAINER_ID = re.compile(r"(?:^|[/\-:])([0-9a-f]{64})(?:\.scope)?(?=/|$)")
+def probe_argv(mode: str) -> list[str]:
+    """The probe's command line: ``mode`` is "probe" (in a container) or "full" (in a node)."""
+    return ["sh", "-c", SCAN_SCRIPT, PROBE_MARKER, mode]
+
+
+# The probe's own command line as /proc shows it (NULs and, in the probe's output, newlines as
+# spaces), whitespace folded. Only a process with exactly this command line is taken for a probe
+# and left out: a process that merely mentions the marker (or names itself after it) is shown, or
+# a container could hide a process from pidmap by putting "pidmap-probe" in its argv.
+_PROBE_COMMANDS = frozenset(" ".join(" ".join(probe_argv(mode)).split()) for mode in ("probe", "full"))
+
+
+def is_probe_command(cmdline: str) -> bool:
+    """True for the command line of a pidmap probe (``probe_argv``), whatever its whitespace."""
+    return " ".join(cmdline.split()) in _PROBE_COMMANDS
+
+
+# A 64-hex path component, after a runtime prefix (docker-, crio-, cri-containerd-) or not, with a
+# suffix (.scope, or any other .word) or not, blanks around it tolerated. CRI-O's conmon monitor
+# runs in crio-conmon-<id>.scope: it carries the container's ID but is not the container.
+_CONTAINER_ID = re.compile(r"(?:^|[/\-:])\s*(?<!conmon-)([0-9a-f]{64})(?:\.[^/\s]*)?\s*(?=/|$)")
 _POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
 _NS_LINK = re.compile(r"^\w+:\[(\d+)\]$")
 
@@ -95,8 +116,23 @@ def cgroup_container_id(text: str) -> str | None:
 
     Handles cgroupfs (``/docker/<node>/kubepods/besteffort/pod<uid>/<id>``), systemd
     (``.../cri-containerd-<id>.scope``, ``docker-<id>.scope``, ``crio-<id>.scope``) and cgroup v2
-    (``0::/...``). A pod process's path carries the node's id first and its own last, so the last
-    id on the line is the innermost container.
+    (``0::/...``); an id followed by another ``.suffix`` or padded with blanks too. CRI-O's
+    ``crio-conmon-<id>.scope`` is the container's monitor, not the container: no id.
+
+    Checked against the test vectors of OpenTelemetry, Datadog, Elastic APM, NeuVector, kepler, OBI
+    and traceloop (``../shared/data/cgroup_vectors.json``, tests/unit/test_cgroup_vectors.py), with
+    these deliberate differences, each named there:
+
+    * **the innermost id wins**: a pod process's path carries the node's id first (kind: the node
+      is ``docker-<node>.scope``) and its own last, and the last is the container it runs in —
+      tracers that take the first id name the node instead;
+    * **a sub-cgroup of a container is that container** (``/docker/<id>/not_hex``): processes a
+      container moves into a child cgroup of its own stay in it;
+    * **any runtime's 64-hex leaf is a container**, a plain ``/docker/<id>`` too, not only the
+      layouts one vendor's patterns list (an ECS-only or a kubepods-only detector sees none);
+    * **hierarchies that disagree** (cgroup v1 lets a process sit in different cgroups per
+      controller): the line with the most ids nested wins, the first such line on a tie — not the
+      last line of the file.
     """
     best: str | None = None
     best_depth = -1
@@ -147,6 +183,11 @@ def raw_process(pid: int, status: StatusFields, cmdline: str, *, pid_ns: int | N
                       cgroup_id=cgroup_id, start_ticks=start_ticks, pod_uid=pod_uid)
 
 
+def _is_number(text: str) -> bool:
+    # ASCII digits only: str.isdigit() also takes '²' or '٣', which int() refuses or reads.
+    return text.isascii() and text.isdigit()
+
+
 class ScanFormatError(ValueError):
     """The text is not the output of SCAN_SCRIPT (the shell failed, or something else answered)."""
 
@@ -171,23 +212,23 @@ def parse_scan(text: str) -> ProcessTable:
             entries.append(current)
         elif current is not None and tag in ("S", "N", "G", "T", "C"):
             current.setdefault(tag, []).append(value)
-        elif tag == "self" and value.isdigit():
+        elif tag == "self" and _is_number(value):
             self_pid = int(value)
         elif tag == "ns":
             reader_ns = parse_ns_link(value)
         elif tag == "B":
             parts = value.split()
-            if len(parts) == 2 and parts[1].isdigit():
+            if len(parts) == 2 and _is_number(parts[1]):
                 boot_time = float(parts[1])
         elif tag == "U":
             uid_text, _, user = value.partition(" ")
-            if uid_text.isdigit() and user:
+            if _is_number(uid_text) and user:
                 users.setdefault(int(uid_text), user)
     processes: list[RawProcess] = []
     for entry in entries:
         pid_text = entry["P"][0]
         status = parse_status("\n".join(entry.get("S", [])))
-        if status is None or not pid_text.isdigit():
+        if status is None or not _is_number(pid_text):
             continue  # vanished between the glob and the read
         cmdline = " ".join(entry.get("C", [""])).strip()
         processes.append(raw_process(
@@ -199,7 +240,7 @@ def parse_scan(text: str) -> ProcessTable:
         ))
     own = {self_pid} if self_pid is not None else set()
     own |= {proc.pid for proc in processes if self_pid is not None and proc.ppid == self_pid}
-    own |= {proc.pid for proc in processes if PROBE_MARKER in proc.cmdline}
+    own |= {proc.pid for proc in processes if is_probe_command(proc.cmdline)}
     return ProcessTable(
         processes=tuple(proc for proc in processes if proc.pid not in own),
         reader_pid_ns=reader_ns, own_pids=frozenset(own), users=users, boot_time=boot_time,

@@ -1,27 +1,20 @@
-"""Pure: ``PodMap`` → table, wide table, JSON or YAML — all from one document (``to_document``)."""
+"""Pure: ``PodMap`` → the table and wide table, and the document JSON and YAML are written from.
+
+Tables are made of ``pidmap.wording`` cells (escaped: text from containers never reaches the
+terminal raw); the document keeps every text exact. ``pidmap.output`` picks among these and the
+pictures (``pidmap.picture``); this module and that one do not know each other.
+"""
 
 from __future__ import annotations
 
-import json
-from typing import Any, Literal
+from typing import Any
 
-import yaml
 from tabulate import tabulate
 
-from pidmap.model import Container, ContainerMap, PodMap, Process
+from pidmap.model import ContainerMap, PodMap, Process
+from pidmap.wording import MISSING, cell, escape, short, state_text
 
-Output = Literal["table", "wide", "json", "yaml", "tree", "dot", "mermaid"]
-OUTPUTS: tuple[Output, ...] = ("table", "wide", "json", "yaml", "tree", "dot", "mermaid")
-MISSING = "-"
-
-
-def state_text(container: Container) -> str:
-    if container.state == "waiting":
-        return f"waiting ({container.reason})" if container.reason else "waiting"
-    if container.state == "terminated":
-        reason = f", {container.reason}" if container.reason else ""
-        return f"terminated (exit {container.exit_code}{reason})"
-    return container.state
+COMMAND_WIDTH = 120
 
 
 def _process_doc(proc: Process) -> dict[str, Any]:
@@ -80,13 +73,9 @@ def to_document(result: PodMap) -> dict[str, Any]:
     }
 
 
-def _cell(value: object) -> str:
-    return MISSING if value is None else str(value)
-
-
 def _pid1(proc: Process) -> str:
     # PID 1 stands out: it is the container's init, the one process whose exit ends the container.
-    return f"{proc.container_pid}*" if "pid1" in proc.flags else _cell(proc.container_pid)
+    return f"{proc.container_pid}*" if "pid1" in proc.flags else cell(proc.container_pid)
 
 
 def _process_table(processes: tuple[Process, ...], wide: bool) -> str:
@@ -96,24 +85,26 @@ def _process_table(processes: tuple[Process, ...], wide: bool) -> str:
     headers += ["FLAGS", "COMMAND"]
     rows = []
     for proc in processes:
-        row = [_pid1(proc), _cell(proc.node_pid), _cell(proc.host_pid), _cell(proc.ppid), _cell(proc.user),
-               _cell(proc.state)]
+        row = [_pid1(proc), cell(proc.node_pid), cell(proc.host_pid), cell(proc.ppid), cell(proc.user),
+               cell(proc.state)]
         if wide:
-            row.append(_cell(proc.start_time))
+            row.append(cell(proc.start_time))
         flags = ",".join(f for f in proc.flags if f != "pid1")
-        row += [flags, proc.command if len(proc.command) <= 120 or wide else proc.command[:117] + "..."]
+        row += [flags, escape(proc.command) if wide else short(proc.command, COMMAND_WIDTH)]
         rows.append(row)
     return tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True)
 
 
 def render_text(result: PodMap, wide: bool = False) -> str:
     pod, node = result.pod, result.node
-    lines = [f"POD {pod.namespace}/{pod.name}   phase: {pod.phase}"]
+    lines = [f"POD {cell(pod.namespace)}/{cell(pod.name)}   phase: {cell(pod.phase)}"]
     if node is not None:
-        lines.append(f"NODE {node.name}   provider: {node.provider}   container: {node.container_id[:12]}   "
-                     f"host PID: {_cell(node.host_pid)}" + ("" if node.running else "   (stopped)"))
+        lines.append(f"NODE {cell(node.name)}   provider: {node.provider}   "
+                     f"container: {cell(node.container_id[:12])}   host PID: {cell(node.host_pid)}"
+                     + ("" if node.running else "   (stopped)"))
     else:
-        lines.append(f"NODE {pod.node_name or '(not scheduled)'}   provider: -   container: -   host PID: -")
+        lines.append(f"NODE {cell(pod.node_name or '(not scheduled)')}   "
+                     "provider: -   container: -   host PID: -")
     if result.via:
         lines.append(f"VIA {result.via}")
     if result.sandbox is not None:
@@ -122,14 +113,14 @@ def render_text(result: PodMap, wide: bool = False) -> str:
         lines.append(_process_table((result.sandbox,), wide))
     for cmap in result.containers:
         c = cmap.container
-        cid = (c.container_id or MISSING)[: 64 if wide else 12]
-        head = (f"\nCONTAINER {c.name} ({c.type})   state: {state_text(c)}   restarts: {c.restart_count}   "
-                f"id: {cid}")
+        cid = cell((c.container_id or MISSING)[: 64 if wide else 12])
+        head = (f"\nCONTAINER {cell(c.name)} ({c.type})   state: {state_text(c)}   "
+                f"restarts: {c.restart_count}   id: {cid}")
         if wide:
-            head += f"   pid-ns: {_cell(cmap.pid_namespace)}"
+            head += f"   pid-ns: {cell(cmap.pid_namespace)}"
             # Only worth a column when the cgroup says something the status did not.
             if cmap.cgroup_id != c.container_id:
-                head += f"   cgroup-id: {_cell(cmap.cgroup_id)}"
+                head += f"   cgroup-id: {cell(cmap.cgroup_id)}"
         lines.append(head)
         if cmap.processes:
             lines.append(_process_table(cmap.processes, wide))
@@ -139,17 +130,6 @@ def render_text(result: PodMap, wide: bool = False) -> str:
     notes = [*result.notes, *(n for cmap in result.containers for n in cmap.notes)]
     if notes:
         lines.append("\nNOTES")
-        lines.extend(f"  - {note}" for note in notes)
+        lines.extend(f"  - {escape(note)}" for note in notes)
     return "\n".join(lines)
 
-
-def render(result: PodMap, output: Output) -> str:
-    if output in ("tree", "dot", "mermaid"):
-        from pidmap.picture import render_picture  # pictures of the nesting (issue 4)
-
-        return render_picture([result], output)
-    if output == "json":
-        return json.dumps(to_document(result), indent=2)
-    if output == "yaml":
-        return yaml.safe_dump(to_document(result), sort_keys=False).rstrip("\n")
-    return render_text(result, wide=output == "wide")

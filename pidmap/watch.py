@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pidmap.errors import NotFoundError, PidmapError
 from pidmap.model import ContainerMap, PodMap, Process
+from pidmap.wording import escape, escape_lines
 
 ChangeKind = Literal["appeared", "vanished", "restarted", "deleted", "created", "phase", "error"]
 
@@ -197,15 +198,15 @@ def frame_text(frame: Frame, *, pod_label: str, interval: float, wide: bool = Fa
 
     lines = [f"Every {interval:g}s: pidmap watch {pod_label}   refresh {frame.refresh}   {frame.time}"]
     if frame.current is None:
-        lines.append(f"\npod {pod_label}: {frame.error or 'not found'}")
+        lines.append(f"\npod {pod_label}: {escape(frame.error or 'not found')}")
     else:
         lines.append(render_text(marked(frame.current, frame.changes), wide=wide))
     if frame.changes:
         lines.append("\nCHANGES since the previous refresh")
-        lines += [f"  {c.kind.upper():<10}{c.detail}" for c in frame.changes]
+        lines += [f"  {c.kind.upper():<10}{escape(c.detail)}" for c in frame.changes]
     else:
         lines.append("\nno change since the previous refresh" if frame.refresh > 1 else "")
     if frame.previous is not None and frame.changes:
         lines.append("\nPREVIOUS")
         lines.append(render_text(frame.previous, wide=wide))
-    return "\n".join(lines)
+    return escape_lines("\n".join(lines))

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pidmap.model import Container, Node, Pod, ProcessTable, Subject
 from pidmap.procfs import cgroup_pod_uid
+from pidmap.wording import cell, escape
 
 Level = Literal["host", "node"]
 Kind = Literal["container", "pod-sandbox", "node", "other-container", "host"]
@@ -203,6 +204,7 @@ def render(answer: Answer, output: str) -> str:
     rows = [("NODE", doc["node"]), ("NAMESPACE", doc["namespace"]), ("POD", doc["pod"]),
             ("CONTAINER", doc["container"]), ("CONTAINER PID", doc["container_pid"]),
             ("CHAIN", chain_text(answer)), ("COMMAND", doc["command"]), ("MATCHED BY", doc["matched_by"])]
-    lines = [answer.summary]
-    lines += [f"  {key:<14}{value}" for key, value in rows if value is not None]
+    # The summary and the command quote names and text the cluster and the container wrote.
+    lines = [escape(answer.summary)]
+    lines += [f"  {key:<14}{cell(value)}" for key, value in rows if value is not None]
     return "\n".join(lines)

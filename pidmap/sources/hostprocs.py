@@ -27,16 +27,16 @@ import psutil
 from pidmap.errors import DockerError
 from pidmap.model import HostView, Node, ProcessTable, RawProcess, Subject, Via
 from pidmap.procfs import (
-    PROBE_MARKER,
-    SCAN_SCRIPT,
     ScanFormatError,
     cgroup_container_id,
     cgroup_pod_uid,
+    is_probe_command,
     parse_cmdline,
     parse_ns_link,
     parse_scan,
     parse_stat_start_ticks,
     parse_status,
+    probe_argv,
     raw_process,
 )
 
@@ -133,13 +133,18 @@ def scan_local(procfs_root: str = DEFAULT_PROCFS) -> ProcessTable:
     for pid in _pids(root):
         proc, was_denied = read_process(root, pid)
         denied += was_denied
-        if proc is not None and PROBE_MARKER not in proc.cmdline:
+        if proc is not None and not is_probe_command(proc.cmdline):
             processes.append(proc)
     notes: list[str] = []
     # As root a handful of denials are processes outside this user namespace: not worth a note.
     if denied and os.geteuid() != 0:
         notes.append(f"not root: the PID-namespace inode of {denied} host processes is unreadable "
                      "(matched by cgroup container ID instead)")
+    if not (root / "1").exists():
+        # PID 1 exists in every PID namespace: unseen, /proc was mounted with hidepid=1/2 (or
+        # subset=pid) and hides other users' processes from this one.
+        notes.append(f"{procfs_root} hides other users' processes (mounted with hidepid): "
+                     "only this user's are seen; run as root to map the containers'")
     reader_ns: int | None = None
     with contextlib.suppress(OSError):
         reader_ns = parse_ns_link(os.readlink(root / "self" / "ns" / "pid"))
@@ -175,7 +180,7 @@ def scan_in_container(client: Any, container_id: str, *, timeout: float = 30.0) 
 
     try:
         exit_code, stdout, stderr = exec_output(
-            client, container_id, ["sh", "-c", SCAN_SCRIPT, PROBE_MARKER, "full"], timeout=timeout)
+            client, container_id, probe_argv("full"), timeout=timeout)
     except docker.errors.NotFound as err:
         raise DockerError(f"node container {container_id[:12]} no longer exists",
                           "the node was removed while pidmap ran; check: docker ps") from err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,7 @@ from pidmap.errors import (
     UsageError,
 )
 from pidmap.model import Container, ContainerState, ContainerType, Options, Pod, ProbeResult, Target
-from pidmap.procfs import PROBE_MARKER, SCAN_SCRIPT, ScanFormatError, parse_scan
+from pidmap.procfs import ScanFormatError, parse_scan, probe_argv
 
 # DNS-1123 subdomain (pod names) and label (namespaces, container names): checked before any call,
 # so that no odd text ever reaches a URL, a log line or a shell.
@@ -155,20 +156,23 @@ class Cluster:
         """Run ``SCAN_SCRIPT`` in one container over the exec WebSocket (v5/v4 channel protocol)."""
         from kubernetes.client.exceptions import ApiException
         from kubernetes.stream import ws_client
-        from websocket import WebSocketException
+        from websocket import WebSocketException, setdefaulttimeout
 
         rest = self.rest()
-        query = [("command", arg) for arg in ("sh", "-c", SCAN_SCRIPT, PROBE_MARKER, "probe")]
+        query = [("command", arg) for arg in probe_argv("probe")]
         query += [("container", container), ("stderr", "true"), ("stdin", "false"), ("stdout", "true"),
                   ("tty", "false")]
         try:
             url, headers = rest.request_parts(_pod_path(target.namespace, target.pod) + "/exec", query)
+            # The client connects the WebSocket without a timeout: an API server that accepts the
+            # connection and then stops answering (SIGSTOP, a hung proxy) would hang the handshake.
+            setdefaulttimeout(self.options.exec_timeout)
             with _translate_transport(self.configuration.host):
                 websocket_call: Any = ws_client.websocket_call
                 resp = websocket_call(self.configuration, "GET", url, headers=headers,
                                       _preload_content=False, _request_timeout=self.options.exec_timeout)
                 try:
-                    resp.run_forever(timeout=self.options.exec_timeout)
+                    too_much = _run_bounded(resp, self.options.exec_timeout)
                     still_open = resp.is_open()
                     stdout = resp.read_stdout(timeout=0) if resp.peek_stdout() else ""
                     stderr = resp.read_stderr(timeout=0) if resp.peek_stderr() else ""
@@ -188,10 +192,33 @@ class Cluster:
                                error=f"the exec connection was lost: {detail}")
         finally:
             rest.close()
+        if too_much:
+            return ProbeResult(table=None, error=f"the probe printed more than {MAX_PROBE_BYTES >> 20} MiB "
+                                                 "(not what the fixed probe prints): not read further")
         if still_open:
             return ProbeResult(table=None,
                                error=f"the probe did not finish within {self.options.exec_timeout:g}s")
         return _probe_result(container, stdout, stderr, status_text, returncode)
+
+
+# The probe prints ~150 bytes per process (a few KiB more for long command lines): 16 MiB is far
+# beyond any real container, and bounds what a container that answers in place of the probe can
+# make pidmap hold in memory.
+MAX_PROBE_BYTES = 16 * 2**20
+
+
+def _run_bounded(resp: Any, timeout: float) -> bool:
+    """WSClient.run_forever with a byte bound too: read until the stream closes or ``timeout``
+    passes; True when stdout and stderr together went past ``MAX_PROBE_BYTES`` (stopped there)."""
+    deadline = time.monotonic() + timeout
+    while resp.is_open():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        resp.update(timeout=min(remaining, 1.0))
+        if len(resp.peek_channel(1)) + len(resp.peek_channel(2)) > MAX_PROBE_BYTES:
+            return True
+    return False
 
 
 def _returncode(resp: Any) -> int | None:
@@ -240,16 +267,22 @@ def parse_exec_status(text: str) -> tuple[int | None, str | None]:
         status = json.loads(text)
     except ValueError:
         return None, text.strip()
+    if not isinstance(status, dict):
+        return None, text.strip()  # JSON, but no Status object: said as it came
     if status.get("status") == "Success":
         return 0, None
     message = status.get("message")
-    for cause in (status.get("details") or {}).get("causes") or []:
-        if cause.get("reason") == "ExitCode":
+    message = message if isinstance(message, str) else None
+    details = status.get("details")
+    causes = details.get("causes") if isinstance(details, dict) else None
+    for cause in causes if isinstance(causes, list) else []:
+        if isinstance(cause, dict) and cause.get("reason") == "ExitCode":
             try:
-                return int(cause.get("message")), message
-            except (TypeError, ValueError):
+                return int(cause.get("message") or ""), message
+            except (TypeError, ValueError, OverflowError):
                 break
-    return None, message or status.get("reason") or "exec failed"
+    reason = status.get("reason")
+    return None, message or (reason if isinstance(reason, str) else None) or "exec failed"
 
 
 def _exec_api_failure(err: Any, container: str) -> ProbeResult:
@@ -321,8 +354,20 @@ def _translate_transport(host: str) -> Iterator[None]:
             raise UnreachableError(f"TLS to the API server at {host} failed: {reason}",
                                    "the kubeconfig's certificate-authority does not match the server"
                                    ) from err
+        # NewConnectionError (refused, no route) is a ConnectTimeoutError subclass in urllib3.
+        if isinstance(reason, urllib3.exceptions.TimeoutError) \
+                and not isinstance(reason, urllib3.exceptions.NewConnectionError):
+            step = "connecting" if isinstance(reason, urllib3.exceptions.ConnectTimeoutError) else "reading"
+            raise UnreachableError(f"the API server at {host} did not answer in time (timed out {step})",
+                                   "is it up and not stuck? raise --request-timeout if it is just slow"
+                                   ) from err
         raise UnreachableError(f"the API server at {host} does not answer") from err
-    except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as err:
+    except urllib3.exceptions.NewConnectionError as err:
+        raise UnreachableError(f"the API server at {host} does not answer ({type(err).__name__})") from err
+    except (urllib3.exceptions.TimeoutError, TimeoutError) as err:
+        raise UnreachableError(f"the API server at {host} did not answer in time ({type(err).__name__})",
+                               "is it up and not stuck? raise --request-timeout if it is just slow") from err
+    except (urllib3.exceptions.HTTPError, ConnectionError) as err:
         raise UnreachableError(f"the API server at {host} does not answer ({type(err).__name__})") from err
     except OSError as err:
         raise UnreachableError(f"the API server at {host} does not answer: {err}") from err

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -293,6 +294,9 @@ def test_watch_table_to_a_pipe_then_ctrl_c_exits_zero(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A suite started in the background (``pytest &``) inherits SIGINT ignored, and Python keeps
+        # an ignored SIGINT ignored: give the child the default a terminal's Ctrl-C meets.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().startswith("Every 0.5s: pidmap watch default/kubia-manual")

@@ -10,8 +10,8 @@ import yaml
 
 from pidmap.correlate import correlate
 from pidmap.model import PodMap, ProbeResult
+from pidmap.output import render
 from pidmap.procfs import parse_scan
-from pidmap.render import render
 from tests.unit.recorded import load, local_view, node, pod
 
 DOC = load()

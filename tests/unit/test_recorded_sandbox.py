@@ -10,9 +10,10 @@ from typing import Any
 
 from pidmap.correlate import correlate
 from pidmap.model import HostView, Node, ProbeResult, ProcessTable
+from pidmap.output import render
 from pidmap.picture import render_picture
 from pidmap.procfs import parse_scan
-from pidmap.render import render, to_document
+from pidmap.render import to_document
 from pidmap.sources.kube import pod_from_api
 from tests.unit.recorded import host_processes, load
 
