@@ -247,8 +247,11 @@ def map_container(pod: Pod, container: Container, probe: ProbeResult | None,
     cgroup_id = next((p.cgroup_id for p in members.processes if p.cgroup_id), None) or container.container_id
     pid_ns = members.pid_ns or (table.reader_pid_ns if table else None) \
         or next((p.pid_ns for p in members.processes if p.pid_ns), None)
+    first = next((p for p in members.processes if p.pid_at(members.level) == 1), None) or min(
+        members.processes, key=lambda p: (p.start_ticks or 0, p.pid), default=None)
+    ancestry = _ancestry(host, first) if host is not None and first is not None else ()
     return ContainerMap(container=container, pid_namespace=pid_ns, cgroup_id=cgroup_id,
-                        processes=tuple(rows), notes=tuple(notes))
+                        processes=tuple(rows), notes=tuple(notes), ancestry=ancestry)
 
 
 def _rows(pod: Pod, container: Container, table: ProcessTable | None, members: _Members,
@@ -300,6 +303,29 @@ def _rows(pod: Pod, container: Container, table: ProcessTable | None, members: _
         notes.append(f"{container.name}: PIDs {_pids(new)} exist on the host but were not seen by the probe "
                      "(they started after it ran)")
     return rows, notes
+
+
+def _ancestry(host: HostView, first: RawProcess, limit: int = 16) -> tuple[Process, ...]:
+    """The parents of a container's first process inside the node, nearest first, up to the node's
+    init (PID 1 at the node's level): who runs the container (containerd-shim-runc-v2 on kind)."""
+    if host.node_level is None:
+        return ()
+    chain: list[Process] = []
+    current = host.table.by_pid.get(first.ppid)
+    while current is not None and len(chain) < limit:
+        node_pid = current.pid_at(host.node_level)
+        if node_pid is None:
+            break  # above the node: the host's own processes are not the node's runtime
+        parent = host.table.by_pid.get(current.ppid)
+        chain.append(Process(
+            container_pid=None, node_pid=node_pid, host_pid=current.pid_at(host.host_level),
+            ppid=(parent.pid_at(host.node_level) if parent is not None else None) or 0,
+            user=_user(current.uid, {0: "root"}), state=current.state,
+            command=current.cmdline or current.name, start_time=_start_time(host.table, current)))
+        if node_pid == 1:
+            break
+        current = parent
+    return tuple(chain)
 
 
 def _pids(pids: list[int]) -> str:
