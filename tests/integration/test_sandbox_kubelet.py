@@ -20,7 +20,16 @@ import pytest
 
 from pidmap.sandbox import cluster, image, layout
 from pidmap.sandbox.contracts import ContainerNotFound, ContainerNotRunning
-from pidmap.sandbox.kubelet import IMAGE_UNAVAILABLE, Kubelet, normalize_image, pod_phase
+from pidmap.sandbox.kubelet import (
+    IMAGE_UNAVAILABLE,
+    Kubelet,
+    backoff_delay,
+    container_cgroup,
+    normalize_image,
+    pod_cgroup,
+    pod_phase,
+    qos_class,
+)
 from pidmap.sandbox.layout import ClusterSpec, NodeSpec, StatePaths
 from tests.conftest import docker_answers
 from tests.kernel import nspid, pids_in_cgroup
@@ -104,6 +113,30 @@ def test_normalize_image_names() -> None:
     assert normalize_image("busybox:1.36") == ("library/busybox", "docker.io/library/busybox:1.36")
     assert normalize_image("docker.io/luksa/kubia") == ("luksa/kubia", "docker.io/luksa/kubia:latest")
     assert normalize_image("registry.invalid/x/y:1")[0] == "registry.invalid/x/y"
+
+
+def test_qos_class_and_cgroup_paths_as_kind_and_minikube_name_them() -> None:
+    def pod(*resources: dict[str, Any]) -> dict[str, Any]:
+        return {"spec": {"containers": [{"name": f"c{i}", "resources": r} for i, r in enumerate(resources)]}}
+
+    both = {"cpu": "100m", "memory": "64Mi"}
+    assert qos_class(pod({}, {})) == "BestEffort"
+    assert qos_class(pod({"limits": both}, {"limits": both, "requests": both})) == "Guaranteed"
+    assert qos_class(pod({"limits": both}, {"requests": {"cpu": "50m"}})) == "Burstable"
+    uid = "0b5c3f7e-1111-2222-3333-444455556666"
+    under = uid.replace("-", "_")
+    # kind (systemd driver): no QoS level for Guaranteed pods.
+    assert pod_cgroup("kind", "Guaranteed", uid) == (
+        f"kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-pod{under}.slice")
+    assert pod_cgroup("kind", "Burstable", uid) == (
+        "kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/"
+        f"kubelet-kubepods-burstable-pod{under}.slice")
+    assert container_cgroup("kind", "p", "ab" * 32) == f"p/cri-containerd-{'ab' * 32}.scope"
+    # minikube (cgroupfs on a cgroup v1 host).
+    assert pod_cgroup("minikube", "BestEffort", uid) == f"kubepods/besteffort/pod{uid}"
+    assert pod_cgroup("minikube", "Guaranteed", uid) == f"kubepods/pod{uid}"
+    assert container_cgroup("minikube", "p", "ab" * 32) == f"p/{'ab' * 32}"
+    assert [backoff_delay(n) for n in (1, 2, 3, 4, 7, 8, 20)] == [0, 10, 20, 40, 300, 300, 300]
 
 
 def test_phase_rules() -> None:
