@@ -7,9 +7,9 @@
 # On a machine with no engine it installs Debian's docker.io (apt-get update first), starts
 #   dockerd --iptables=false --bridge=none
 # in the background (log: /var/log/pidmap-dockerd.log) and waits until it answers. Idempotent:
-# an engine that already answers is never touched. It also installs busybox-static, from which
-# the sandbox's node image is built, when no static busybox is on the machine. Needs root for
-# anything it installs or starts.
+# an engine that already answers is never touched. It also installs what the sandbox's images are
+# built from when it is missing: busybox-static, containerd (ctr, the runc v2 shim), runc, procps,
+# gcc and libc6-dev (static pause). Needs root for anything it installs or starts.
 set -euo pipefail
 
 say() { printf 'docker: %s\n' "$*"; }
@@ -33,6 +33,17 @@ static_busybox() {
   return 1
 }
 static_busybox || need_pkgs+=(busybox-static)
+# Every sandbox node runs kind's container runtime, copied from this machine: containerd, ctr and the
+# runc v2 shim (Debian's containerd package, a dependency of docker.io), runc, and procps's ps.
+command -v containerd >/dev/null 2>&1 || need_pkgs+=(containerd)
+command -v ctr >/dev/null 2>&1 || need_pkgs+=(containerd)
+command -v containerd-shim-runc-v2 >/dev/null 2>&1 || need_pkgs+=(containerd)
+command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need_pkgs+=(runc)
+[ -x /usr/bin/ps ] || need_pkgs+=(procps)
+# The pod images' /pause (registry.k8s.io/pause) and the shell-less image's program are compiled
+# static here: gcc and the static C library.
+command -v gcc >/dev/null 2>&1 || need_pkgs+=(gcc)
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || ls /usr/lib/*/libc.a >/dev/null 2>&1 || need_pkgs+=(libc6-dev)
 
 if version=$(answers) && [ -n "$version" ] && [ ${#need_pkgs[@]} -eq 0 ]; then
   say "engine answers ($version), leaving it alone"
@@ -47,7 +58,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing ${need_pkgs[*]} from Debian (apt-get update first)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  # shellcheck disable=SC2046
+  apt-get install -y -q --no-install-recommends $(printf '%s\n' "${need_pkgs[@]}" | sort -u) >/dev/null
 fi
 
 if version=$(answers) && [ -n "$version" ]; then

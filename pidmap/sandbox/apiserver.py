@@ -1035,10 +1035,9 @@ class ApiServer:
 # Exec streaming
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
-# nsenter (util-linux) and busybox report a command that cannot be started like this, with 126/127.
-_EXEC_FAILED = re.compile(
-    rb"^(?:nsenter|unshare|env|sh): (?:failed to execute|can't execute) '?([^':]+)'?: (.+)$", re.MULTILINE
-)
+# `ctr task exec` reports a command runc cannot start like this (exit status 1), as containerd
+# reports it to kubelet on a real node.
+_EXEC_FAILED = re.compile(rb"^ctr: (OCI runtime exec failed: .+)$", re.MULTILINE)
 
 
 async def _send_status(socket: web.WebSocketResponse, status: Obj) -> None:
@@ -1047,15 +1046,9 @@ async def _send_status(socket: web.WebSocketResponse, status: Obj) -> None:
 
 
 def _exit_status(code: int, early_stderr: bytes, command: list[str] | None = None) -> Obj:
-    failed = _EXEC_FAILED.search(early_stderr) if code in (126, 127) else None
+    failed = _EXEC_FAILED.search(early_stderr) if code != 0 else None
     if failed is not None:
-        executable = failed.group(1).decode(errors="replace")
-        why = failed.group(2).decode(errors="replace").strip()
-        detail = "executable file not found in $PATH" if code == 127 else why
-        message = (
-            f"OCI runtime exec failed: exec failed: unable to start container process: exec: "
-            f'"{executable}": {detail}: unknown'
-        )
+        message = failed.group(1).decode(errors="replace").strip()
         return objects.status_failure(500, "InternalError", message, {"causes": [{"message": message}]}) | {
             "metadata": {}
         }

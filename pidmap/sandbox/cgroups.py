@@ -1,15 +1,9 @@
-"""Cgroups of sandbox pod containers, nested under their node container's own cgroup.
+"""The host side of the cgroups that runc, in a node, creates below the node container's own.
 
-A real kubelet puts every container in a cgroup whose leaf name carries the container ID; pidmap
-finds a container's processes by that ID in ``/proc/PID/cgroup``. The sandbox reproduces the paths:
-
-    kind (systemd driver)   <node>/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/
-                                   kubelet-kubepods-besteffort-pod<uid_with_underscores>.slice/
-                                   cri-containerd-<id>.scope
-    minikube (cgroupfs)     <node>/kubepods/besteffort/pod<uid>/<id>
-
-``<node>`` is the node container's path in each hierarchy, read from ``/proc/NODE_PID/cgroup``:
-every cgroup v1 hierarchy it is in, plus the v2 (``0::``) one when it is not the root.
+runc places each pod container where the kubelet stand-in asks (kubelet.pod_cgroup names the paths);
+``sandbox down`` uses this module to kill whatever is left in those subtrees and remove them:
+``<node>`` is the node container's path in each hierarchy, read from ``/proc/NODE_PID/cgroup``
+(every cgroup v1 hierarchy it is in, plus the v2 (``0::``) one when it is not the root).
 """
 
 from __future__ import annotations
@@ -21,9 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pidmap.sandbox.layout import Flavor
-
 PROC = Path("/proc")
+CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 @dataclass(frozen=True)
@@ -64,47 +57,6 @@ def node_hierarchies(node_pid: int, proc: Path = PROC) -> list[Hierarchy]:
         seen.add(mount)
         result.append(Hierarchy(mount=mount, node_path=path, cpuset="cpuset" in controllers.split(",")))
     return result
-
-
-def pod_dir(flavor: Flavor, pod_uid: str) -> str:
-    """The pod's cgroup path relative to the node's cgroup."""
-    if flavor == "kind":
-        under = pod_uid.replace("-", "_")
-        return ("kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/"
-                f"kubelet-kubepods-besteffort-pod{under}.slice")
-    return f"kubepods/besteffort/pod{pod_uid}"
-
-
-def container_dir(flavor: Flavor, pod_uid: str, container_id: str) -> str:
-    leaf = f"cri-containerd-{container_id}.scope" if flavor == "kind" else container_id
-    return f"{pod_dir(flavor, pod_uid)}/{leaf}"
-
-
-def _copy_cpuset(parent: Path, child: Path) -> None:
-    # A v1 cpuset cgroup starts with empty cpus/mems and refuses tasks until they are set.
-    for name in ("cpuset.cpus", "cpuset.mems"):
-        target = child / name
-        if target.exists() and not target.read_text().strip():
-            target.write_text((parent / name).read_text())
-
-
-def create(hierarchies: list[Hierarchy], relative: str) -> list[Path]:
-    """Create ``relative`` under the node's cgroup in every hierarchy; return the cgroup.procs files."""
-    procs: list[Path] = []
-    for hierarchy in hierarchies:
-        current = hierarchy.mount / hierarchy.node_path.lstrip("/")
-        for part in relative.split("/"):
-            child = current / part
-            child.mkdir(parents=True, exist_ok=True)
-            if hierarchy.cpuset:
-                _copy_cpuset(current, child)
-            current = child
-        procs.append(current / "cgroup.procs")
-    return procs
-
-
-def directories(hierarchies: list[Hierarchy], relative: str) -> list[Path]:
-    return [h.mount / h.node_path.lstrip("/") / relative for h in hierarchies]
 
 
 def pids_in(directory: Path) -> set[int]:

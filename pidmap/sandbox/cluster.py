@@ -8,6 +8,7 @@ undoes every step, and works on whatever part of that exists.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import importlib
 import json
@@ -38,11 +39,20 @@ Echo = Callable[[str], None]
 DEFAULT_WORKERS = 2
 READY_TIMEOUT_SECONDS = 30.0
 NODE_OPTIONS: dict[str, Any] = {
-    # --privileged fails on these VMs; these are enough for nested PID + mount namespaces.
-    "cap_add": ["SYS_ADMIN"],
+    # kind runs its nodes --privileged, which fails on these VMs; this is what containerd and runc
+    # need in a node: SYS_ADMIN (mounts, namespaces), NET_ADMIN (runc in a new network namespace),
+    # no seccomp/apparmor/masked paths, the host's cgroup tree writable (runc creates the pods' cgroups
+    # below the node's own), tmpfs /run and /tmp as kind has, and a volume for containerd's store.
+    "cap_add": ["SYS_ADMIN", "NET_ADMIN"],
     "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
+    "cgroupns": "host",
     "network_mode": "none",
+    "tmpfs": {"/run": "", "/tmp": ""},
 }
+# `--security-opt systempaths=unconfined` is the CLI's name for empty masked and read-only /proc paths.
+UNMASKED: dict[str, list[str]] = {"MaskedPaths": [], "ReadonlyPaths": []}
+CONTAINERD_WAIT_SECONDS = 30.0
+IMPORT_TIMEOUT_SECONDS = 180.0
 # Cgroup subtrees the kubelet stand-in creates under a node's own cgroup (one per flavor).
 KUBELET_CGROUP_ROOTS = ("kubelet.slice", "kubepods")
 
@@ -218,24 +228,70 @@ def up(name: str | None, flavor: Flavor, config: Path | None, kubeconfig: str | 
         raise
 
 
+def run_node(client: Any, image_name: str, node_name: str, labels: dict[str, str], logs: Path) -> Any:
+    """Create and start one node container (containerd inside); ``logs`` is its /var/log/pods."""
+    import docker.errors
+    from docker.types import Mount
+
+    logs.mkdir(parents=True, exist_ok=True)
+    options = dict(NODE_OPTIONS)
+    host_config = client.api.create_host_config(
+        mounts=[Mount("/var/lib/containerd", None, type="volume"),
+                Mount("/sys/fs/cgroup", "/sys/fs/cgroup", type="bind"),
+                Mount("/var/log/pods", str(logs), type="bind")],
+        cap_add=options.pop("cap_add"), security_opt=options.pop("security_opt"),
+        cgroupns=options.pop("cgroupns"), network_mode=options.pop("network_mode"),
+        tmpfs=options.pop("tmpfs"))
+    host_config.update(UNMASKED)
+    try:
+        created = client.api.create_container(image_name, ["/init"], name=node_name, hostname=node_name,
+                                              labels=labels, host_config=host_config)
+        client.api.start(created["Id"])
+        return client.containers.get(created["Id"])
+    except docker.errors.APIError as err:
+        raise DockerError(f"cannot create node container {node_name}: {err.explanation or err}",
+                          hint=f"docker ps -a --filter name={node_name}") from err
+
+
+def prepare_node(node_name: str, archive: Path) -> None:
+    """Wait for the node's containerd, then import the pod images into its k8s.io namespace."""
+    docker_cli = shutil.which("docker") or "docker"
+    deadline = time.monotonic() + CONTAINERD_WAIT_SECONDS
+    while True:
+        probe = subprocess.run([docker_cli, "exec", node_name, "ctr", "version"], capture_output=True,
+                               text=True, timeout=10, check=False)
+        if probe.returncode == 0:
+            break
+        if time.monotonic() > deadline:
+            raise SandboxError(f"containerd in node {node_name} did not answer in "
+                               f"{CONTAINERD_WAIT_SECONDS:.0f} s: {probe.stderr.strip()}",
+                               hint=f"docker exec {node_name} cat /var/log/containerd.log")
+        time.sleep(0.2)
+    with archive.open("rb") as handle:
+        result = subprocess.run([docker_cli, "exec", "-i", node_name, "ctr", "-n", "k8s.io", "images",
+                                 "import", "--snapshotter", "overlayfs", "-"], stdin=handle,
+                                capture_output=True, text=True, timeout=IMPORT_TIMEOUT_SECONDS, check=False)
+    if result.returncode != 0:
+        raise SandboxError(f"cannot import the pod images into node {node_name}: {result.stderr.strip()}",
+                           hint=f"docker exec {node_name} cat /var/log/containerd.log")
+
+
 def _up(client: Any, name: str, flavor: Flavor, names: list[tuple[str, Role]], paths: StatePaths,
         context: str, target: Path, forbid_exec: bool, echo: Echo) -> ClusterSpec:
-    import docker.errors
 
     from pidmap.sandbox import certs, image, kubeconfig
 
     image_name = image.ensure_image(client)
+    archive = image.ensure_pod_images()
     echo(f" ✓ Ensuring node image ({image_name}) 🖼")
     nodes: list[NodeSpec] = []
     for node_name, role in names:
-        try:
-            container = client.containers.run(
-                image_name, ["/init"], name=node_name, hostname=node_name, detach=True,
-                labels=node_labels(name, flavor, node_name, role), **NODE_OPTIONS)
-        except docker.errors.APIError as err:
-            raise DockerError(f"cannot create node container {node_name}: {err.explanation or err}",
-                              hint=f"docker ps -a --filter name={node_name}") from err
+        container = run_node(client, image_name, node_name, node_labels(name, flavor, node_name, role),
+                             paths.root / "logs")
         nodes.append(NodeSpec(name=node_name, role=role, container_id=container.id))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        for done in [pool.submit(prepare_node, node.name, archive) for node in nodes]:
+            done.result()
     echo(" ✓ Preparing nodes " + " ".join("📦" for _ in nodes))
     spec = ClusterSpec(name=name, flavor=flavor, nodes=tuple(nodes), api_port=free_port(),
                        exec_forbidden=forbid_exec, context=context, kubeconfig=str(target))
@@ -322,7 +378,7 @@ def down(name: str, echo: Echo) -> bool:
     left: list[str] = []
     for container in containers:
         try:
-            container.remove(force=True)
+            container.remove(force=True, v=True)  # v: its containerd volume too
         except Exception as err:  # down goes on with the rest, then says what is left
             echo(f"warning: could not delete node {container.name}: {err}")
             left.append(container.name)

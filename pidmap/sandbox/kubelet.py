@@ -1,34 +1,36 @@
-"""The kubelet stand-in: real pod containers as nested namespaces inside the node containers.
+"""The kubelet stand-in: drives each node's containerd with ``ctr``, as kubelet drives it through CRI.
 
-Every process is started from the host, moved into its cgroup by a fixed shell text *before* it
-enters the node (so all its descendants stay there), then enters the node's namespaces with the
-host's util-linux ``nsenter`` and makes its own with the node's busybox ``unshare``::
+Every node container runs kind's container runtime (containerd, containerd-shim-runc-v2, runc; see
+image.py). The stand-in reaches it with ``docker exec NODE ctr -n k8s.io ...`` (argv lists only,
+every call with a timeout) and does what kubelet asks of CRI:
 
-    sh -c WRAPPER pidmap-cgroup <cgroup.procs ...> -- nsenter --target NODE_PID ... -- /bin/unshare ...
+* RunPodSandbox: one ``registry.k8s.io/pause:3.10`` container per pod owning the pod's network, IPC
+  and UTS namespaces (hostname = pod name), and with ``shareProcessNamespace`` its PID namespace;
+* CreateContainer + StartContainer: init, app and ephemeral containers join those namespaces
+  (``ctr run --with-ns``), with the CRI labels (``io.kubernetes.pod.name`` ...) and annotations. The
+  ``io.kubernetes.cri.sandbox-id`` annotation makes the runc v2 shim group a pod's containers, so
+  a pod has one ``containerd-shim-runc-v2 -namespace k8s.io -id <sandbox id>``, as on kind;
+* cgroups named as kind's systemd driver names them (minikube flavor: the cgroupfs names), under
+  the node container's own cgroup; container IDs are containerd's (``containerd://<id>``);
+* ExecSync / Exec: ``ctr task exec``, so exec'd processes are children of the shim;
+* exits come from containerd's ``/tasks/exit`` events (``ctr events``), restarts follow the
+  restart policy with kubelet's back-off (immediate, then 10 s doubling to 5 min: CrashLoopBackOff).
 
-A pod is a pause process (own UTS, IPC, network, PID and mount namespaces; hostname = pod name,
-``lo`` up) plus one process tree per container that joins pause's UTS, IPC and network namespaces
-and gets a PID + mount namespace of its own, or pause's with ``shareProcessNamespace: true``.
-emptyDir volumes are node directories bind-mounted into each container's mount namespace.
-
-Decisions where a real cluster leaves room: the first restart after a crash is immediate, later
-ones back off 1 s, 2 s, 4 s ... up to 10 s (CrashLoopBackOff); a pod whose node container stops
-becomes ``Unknown`` (reason NodeLost) and stays so, as on a real cluster until the node controller
-evicts it: delete it and create it again once the node is back. When the API server restarts,
-pods that were still running are started afresh (new container IDs): their old processes are
-killed first.
+A node container that stops answering (stopped, paused) makes its pods ``Unknown`` (NodeLost) and
+the node NotReady; when it answers again its pods resume: containers still running are adopted,
+the others (a restarted node lost them) are started again in a new sandbox. An API server that
+restarts adopts its pods' running containers the same way: containerd is the source of truth.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
+import json
 import logging
+import re
 import secrets
 import shutil
-import signal
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,44 +38,27 @@ from typing import Any
 
 from pidmap.sandbox import cgroups, objects
 from pidmap.sandbox.contracts import ContainerNotFound, ContainerNotRunning, Pod
+from pidmap.sandbox.image import PAUSE, POD_IMAGES, PodImage
 from pidmap.sandbox.layout import ClusterSpec, NodeSpec, StatePaths
 
 log = logging.getLogger("pidmap.sandbox.kubelet")
 
-PROC = Path("/proc")
-# Moves the shell into each cgroup.procs given before `--`, then execs the rest: the process and
-# every descendant are in the container's cgroups before anything of the container runs.
-CGROUP_WRAPPER = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 99; shift; done; shift; exec "$@"'
-# Runs inside the container's fresh mount namespace: bind-mount volumes (pairs SRC DST), cd to the
-# working directory, exec the command. Only argv carries user text.
-CONTAINER_SETUP = ('while [ "$1" != -- ]; do mkdir -p "$1" "$2" && mount --bind "$1" "$2" || exit 126; '
-                   'shift 2; done; shift; cd "$1" || exit 126; shift; exec "$@"')
-# exec: open every cgroup.procs on the host as fds 3, 4, ... (busybox sh: dash allows only fds 0-9),
-# enter the container, and there have the process move itself ("0" = the writer) before it execs.
-# So the exec'd process and its children are in the container's cgroup, and the host-side nsenter is
-# not (as with runc exec, whose shim stays outside).
-EXEC_OPEN_CGROUPS = ('i=3; while [ "$1" != -- ]; do eval "exec $i>\\"\\$1\\"" || exit 99; i=$((i+1)); '
-                     'shift; done; shift; exec "$@"')
-EXEC_JOIN_CGROUPS = ('i=3; while [ "$i" -lt "$1" ]; do echo 0 >&$i || exit 99; eval "exec $i>&-"; '
-                     'i=$((i+1)); done; shift; exec "$@"')
-PAUSE_SETUP = 'hostname "$1" && ip link set lo up && exec /pause'
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NAMESPACE = "k8s.io"
+SNAPSHOTTER = "overlayfs"
+CALL_TIMEOUT = 15.0
 NODE_POLL_SECONDS = 1.0
-BACKOFF_MAX_SECONDS = 10.0
+RECONCILE_SECONDS = 10.0
+BACKOFF_INITIAL_SECONDS = 10.0
+BACKOFF_MAX_SECONDS = 300.0
 GRACE_SECONDS = 2.0
-IMAGE_UNAVAILABLE = "the sandbox runs only busybox and luksa/kubia (offline)"
+POD_LOG_DIR = "/var/log/pods"  # bind-mounted from the state directory's logs/
+IMAGE_UNAVAILABLE = "the sandbox runs only busybox, luksa/kubia, registry.k8s.io/pause and " \
+    "gcr.io/distroless/static (offline)"
+_NON_ZERO_EXIT = re.compile(r"exit with non-zero exit code (\d+)")
 
 
 class NodeLost(Exception):
-    """The pod's node container is not running."""
-
-
-@dataclass(frozen=True)
-class Image:
-    reference: str  # as Kubernetes reports it: docker.io/library/busybox:1.36
-    image_id: str
-    entrypoint: tuple[str, ...]
-    cmd: tuple[str, ...]
+    """The pod's node container is not running, or its containerd does not answer in time."""
 
 
 def normalize_image(image: str) -> tuple[str, str]:
@@ -92,25 +77,38 @@ def normalize_image(image: str) -> tuple[str, str]:
     return (name if registry == "docker.io" else f"{registry}/{name}"), f"{registry}/{name}{suffix}"
 
 
-def resolve_image(image: str, has_node: bool) -> Image | None:
-    """The sandbox's stand-in for pulling ``image``; None when it cannot run here."""
+def resolve_image(image: str) -> tuple[str, PodImage] | None:
+    """(the reference Kubernetes reports, the local image that stands for it); None: not here."""
     repository, reference = normalize_image(image)
-    digest = hashlib.sha256(reference.encode()).hexdigest()
-    image_id = f"{reference.split('@')[0].rsplit(':', 1)[0]}@sha256:{digest}"
-    if repository == "library/busybox":
-        return Image(reference, image_id, (), ("sh",))
-    if repository == "luksa/kubia" and has_node:
-        return Image(reference, image_id, ("node", "app.js"), ())
-    return None
+    local = POD_IMAGES.get(repository)
+    return (reference, local) if local else None
 
 
-def container_argv(container: dict[str, Any], image: Image) -> list[str]:
+def container_argv(container: dict[str, Any], image: PodImage) -> list[str]:
     """Kubernetes' rule: command replaces the entrypoint, args replace the image's cmd."""
     command = container.get("command")
     args = container.get("args")
     if command:
         return [*command, *(args or [])]
     return [*image.entrypoint, *(args if args is not None else image.cmd)]
+
+
+def qos_class(pod: Pod) -> str:
+    """Kubernetes' GetPodQOS, for cpu and memory."""
+    containers = [*(pod["spec"].get("initContainers") or []), *pod["spec"].get("containers", [])]
+    requests_any = limits_any = False
+    guaranteed = True
+    for container in containers:
+        resources = container.get("resources") or {}
+        requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+        requests_any = requests_any or any(k in requests for k in ("cpu", "memory"))
+        limits_any = limits_any or any(k in limits for k in ("cpu", "memory"))
+        for kind in ("cpu", "memory"):
+            if kind not in limits or (kind in requests and str(requests[kind]) != str(limits[kind])):
+                guaranteed = False
+    if not requests_any and not limits_any:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
 
 
 def pod_phase(pod: Pod) -> str:
@@ -153,13 +151,176 @@ def pod_phase(pod: Pod) -> str:
     return "Pending"
 
 
+def backoff_delay(restart_count: int) -> float:
+    """Seconds before restart number ``restart_count``: kubelet restarts at once the first time,
+    then backs off 10 s, doubling up to 5 min."""
+    if restart_count <= 1:
+        return 0.0
+    return min(BACKOFF_MAX_SECONDS, BACKOFF_INITIAL_SECONDS * 2.0 ** (restart_count - 2))
+
+
+def pod_cgroup(flavor: str, qos: str, pod_uid: str) -> str:
+    """The pod's cgroup below the node's (kind: systemd names; minikube: cgroupfs names)."""
+    if flavor == "kind":
+        under = pod_uid.replace("-", "_")
+        if qos == "Guaranteed":
+            return f"kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-pod{under}.slice"
+        level = qos.lower()
+        return (f"kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-{level}.slice/"
+                f"kubelet-kubepods-{level}-pod{under}.slice")
+    return f"kubepods/pod{pod_uid}" if qos == "Guaranteed" else f"kubepods/{qos.lower()}/pod{pod_uid}"
+
+
+def container_cgroup(flavor: str, pod_dir: str, container_id: str) -> str:
+    leaf = f"cri-containerd-{container_id}.scope" if flavor == "kind" else container_id
+    return f"{pod_dir}/{leaf}"
+
+
+@dataclass
+class CtrResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class NodeRuntime:
+    """One node's containerd, reached with ``docker exec NODE ctr`` (every call with a timeout)."""
+
+    def __init__(self, node: str, docker_cli: str) -> None:
+        self.node = node
+        self.docker = docker_cli
+        self.waiters: dict[str, asyncio.Future[int]] = {}
+        self.images: dict[str, str] = {}  # reference -> manifest digest
+        self.cgroup_parent = ""  # the node container's cgroup, e.g. /docker/<id>
+        self.events: asyncio.Task[None] | None = None
+
+    def ctr_argv(self, *args: str, stdin: bool = False) -> list[str]:
+        return [self.docker, "exec", *(["-i"] if stdin else []), self.node, "ctr", "-n", NAMESPACE, *args]
+
+    async def run(self, argv: list[str], timeout: float = CALL_TIMEOUT,
+                  stdin: Path | None = None) -> CtrResult:
+        """Run ``argv`` (a docker exec); NodeLost when it does not finish in ``timeout`` seconds."""
+        handle = stdin.open("rb") if stdin else None
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdin=handle or asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, start_new_session=True)
+            try:
+                out, errors = await asyncio.wait_for(process.communicate(), timeout)
+            except (TimeoutError, asyncio.CancelledError):
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+                raise
+        except TimeoutError as timeout_error:
+            what = " ".join(argv[2:6])
+            raise NodeLost(f"{self.node}: {what}... did not answer in {timeout:.0f} s") from timeout_error
+        finally:
+            if handle:
+                handle.close()
+        return CtrResult(process.returncode or 0, out.decode(errors="replace"),
+                         errors.decode(errors="replace"))
+
+    async def ctr(self, *args: str, timeout: float = CALL_TIMEOUT) -> CtrResult:
+        return await self.run(self.ctr_argv(*args), timeout)
+
+    async def node_exec(self, *argv: str, timeout: float = CALL_TIMEOUT) -> CtrResult:
+        return await self.run([self.docker, "exec", self.node, *argv], timeout)
+
+    async def tasks(self) -> dict[str, tuple[int, str]]:
+        """containerd's tasks: id -> (node PID, status)."""
+        result = await self.ctr("tasks", "ls")
+        if result.returncode != 0:
+            raise NodeLost(f"{self.node}: ctr tasks ls: {result.stderr.strip()}")
+        found: dict[str, tuple[int, str]] = {}
+        for line in result.stdout.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 3 and fields[1].isdigit():
+                found[fields[0]] = (int(fields[1]), fields[2])
+        return found
+
+    async def load_images(self) -> None:
+        result = await self.ctr("images", "ls")
+        if result.returncode != 0:
+            raise NodeLost(f"{self.node}: ctr images ls: {result.stderr.strip()}")
+        self.images = {}
+        for line in result.stdout.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 3 and not fields[0].startswith("sha256:"):
+                self.images[fields[0]] = fields[2]
+
+    def expect_exit(self, container_id: str) -> asyncio.Future[int]:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.waiters[container_id] = future
+        return future
+
+    def exited(self, container_id: str, code: int) -> None:
+        future = self.waiters.pop(container_id, None)
+        if future is not None and not future.done():
+            future.set_result(code)
+
+    async def delete_task(self, container_id: str) -> int | None:
+        """Delete a stopped task; its exit code as containerd reports it (None: no such task)."""
+        result = await self.ctr("tasks", "delete", container_id)
+        if result.returncode != 0:
+            return None
+        found = _NON_ZERO_EXIT.search(result.stderr)
+        return int(found.group(1)) if found else 0
+
+    async def reconcile(self) -> None:
+        """Settle every waiter whose task is no longer running (an exit event we did not see)."""
+        if not self.waiters:
+            return
+        tasks = await self.tasks()
+        for container_id in list(self.waiters):
+            pid_status = tasks.get(container_id)
+            if pid_status is None:
+                self.exited(container_id, 255)  # lost with its node (Kubernetes: exit 255, Unknown)
+            elif pid_status[1] == "STOPPED":
+                code = await self.delete_task(container_id)
+                self.exited(container_id, 255 if code is None else code)
+
+    async def watch_events(self, is_up: Callable[[], bool]) -> None:
+        """Follow containerd's /tasks/exit events for as long as the kubelet lives."""
+        while True:
+            if not is_up():
+                await asyncio.sleep(NODE_POLL_SECONDS)
+                continue
+            process = await asyncio.create_subprocess_exec(
+                self.docker, "exec", self.node, "ctr", "events", stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+            settle = asyncio.create_task(self._settle_periodically())
+            try:
+                assert process.stdout is not None
+                while line := await process.stdout.readline():
+                    text = line.decode(errors="replace")
+                    if f" {NAMESPACE} /tasks/exit " not in text:
+                        continue
+                    with contextlib.suppress(ValueError, KeyError):
+                        event = json.loads(text[text.index("{"):])
+                        if event.get("id") == event.get("container_id"):
+                            self.exited(str(event["container_id"]), int(event.get("exit_status", 0)))
+            finally:
+                settle.cancel()
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+            await asyncio.sleep(NODE_POLL_SECONDS)
+
+    async def _settle_periodically(self) -> None:
+        await asyncio.sleep(0.5)  # the event stream is subscribed by then
+        while True:
+            with contextlib.suppress(NodeLost):
+                await self.reconcile()
+            await asyncio.sleep(RECONCILE_SECONDS)
+
+
 @dataclass
 class ContainerRun:
     name: str
     container_id: str = ""
-    main_pid: int = 0  # host PID of the container's first process
+    previous_id: str = ""  # the dead container kept for `kubectl logs --previous` (kubelet keeps one)
     running: bool = False
-    env: tuple[str, ...] = ()  # NAME=value as the container was started with; exec gets the same
 
 
 @dataclass
@@ -169,13 +330,12 @@ class PodRun:
     node_index: int
     on_change: Callable[[], None]
     pod_ip: str
-    hierarchies: list[cgroups.Hierarchy] = field(default_factory=list)
-    node_pid: int = 0
-    pause_pid: int = 0
-    pause_id: str = ""
+    sandbox_id: str = ""
+    sandbox_pid: int = 0  # node PID of the pause process
     containers: dict[str, ContainerRun] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
     lost: bool = False
+    sandbox_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def uid(self) -> str:
@@ -190,49 +350,6 @@ class PodRun:
         return str(self.pod["metadata"].get("namespace", "default"))
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        text = (PROC / str(pid) / "task" / str(pid) / "children").read_text()
-    except OSError:
-        return []
-    return [int(child) for child in text.split()]
-
-
-def _chain(pid: int, depth: int) -> list[int]:
-    """``pid`` and its first descendants, ``depth`` generations down (shorter if some are missing)."""
-    chain = [pid]
-    for _ in range(depth):
-        children = _children(chain[-1])
-        if not children:
-            break
-        chain.append(children[0])
-    return chain
-
-
-async def _descendant(pid: int, depth: int, timeout: float = 5.0) -> int:
-    """The first process ``depth`` generations below ``pid`` (0 when it exited before showing up)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        chain = _chain(pid, depth)
-        if len(chain) == depth + 1:
-            return chain[-1]
-        if not (PROC / str(pid)).exists():
-            return 0
-        await asyncio.sleep(0.02)
-    return 0
-
-
-def backoff_delay(restart_count: int) -> float:
-    """Seconds before restart number ``restart_count``: 0, then 1, 2, 4 ... capped (tests stay fast)."""
-    return 0.0 if restart_count <= 1 else min(BACKOFF_MAX_SECONDS, 2.0 ** (restart_count - 2))
-
-
-def _exit_code(returncode: int) -> int:
-    # nsenter and busybox unshare re-raise a child's fatal signal; Kubernetes reports 128+N.
-    return 128 - returncode if returncode < 0 else returncode
-
-
 class Kubelet:
     """One kubelet stand-in for every node of the sandbox (implements contracts.Runtime)."""
 
@@ -242,35 +359,32 @@ class Kubelet:
         self.spec = spec
         self.paths = paths
         self._docker = docker_client or docker.from_env()
+        docker_cli = shutil.which("docker") or "docker"
+        self._nodes = {node.name: NodeRuntime(node.name, docker_cli) for node in spec.nodes}
         self._pods: dict[str, PodRun] = {}
         self._node_up: dict[str, bool] = {}
-        self._node_pid: dict[str, int] = {}
-        self._has_node: bool | None = None
-        self._busybox: Path | None = None
         self._next_ip: dict[int, int] = {}
+        self._ephemeral_tasks: set[asyncio.Task[None]] = set()
         self._poller: asyncio.Task[None] | None = None
         with contextlib.suppress(RuntimeError):
             asyncio.get_running_loop()
-            self._poller = asyncio.create_task(self._poll_nodes())
+            self._ensure_poller()
 
     # ---- nodes -------------------------------------------------------------------------------
-    def _inspect_node(self, node: str) -> tuple[bool, int]:
+    def _inspect_node(self, node: str) -> bool:
         import docker.errors
 
         try:
             attrs = self._docker.api.inspect_container(node)
-        except docker.errors.NotFound:
-            return False, 0
         except docker.errors.DockerException as err:
-            log.warning("docker inspect %s failed: %s", node, err)
-            return False, 0
+            if not isinstance(err, docker.errors.NotFound):
+                log.warning("docker inspect %s failed: %s", node, err)
+            return False
         state = attrs.get("State", {})
-        return bool(state.get("Running")) and not state.get("Paused"), int(state.get("Pid") or 0)
+        return bool(state.get("Running")) and not state.get("Paused")
 
     def _refresh_node(self, node: str) -> bool:
-        running, pid = self._inspect_node(node)
-        self._node_up[node] = running
-        self._node_pid[node] = pid
+        self._node_up[node] = running = self._inspect_node(node)
         return running
 
     def node_ready(self, node: str) -> bool:
@@ -281,6 +395,7 @@ class Kubelet:
     async def _poll_nodes(self) -> None:
         while True:
             for node in self.spec.nodes:
+                was_up = self._node_up.get(node.name)
                 try:
                     up = await asyncio.to_thread(self._refresh_node, node.name)
                 except Exception:  # the engine went away mid-call: the node counts as down
@@ -288,16 +403,32 @@ class Kubelet:
                     self._node_up[node.name] = up = False
                 if not up:  # idempotent: pods already lost or finished are left alone
                     self._mark_node_lost(node.name)
+                elif was_up is False:
+                    self._resume_node(node.name)
             await asyncio.sleep(NODE_POLL_SECONDS)
 
     def _ensure_poller(self) -> None:
         if self._poller is None:
             self._poller = asyncio.create_task(self._poll_nodes())
+            for runtime in self._nodes.values():
+                runtime.events = asyncio.create_task(runtime.watch_events(self._ready_check(runtime.node)))
+
+    def _ready_check(self, node: str) -> Callable[[], bool]:
+        return lambda: self.node_ready(node)
 
     def _mark_node_lost(self, node: str) -> None:
         for run in list(self._pods.values()):
             if run.node.name == node and not run.lost:
                 self._lose(run)
+
+    def _resume_node(self, node: str) -> None:
+        """The node answers again: its lost pods resume (adopted or started again)."""
+        for run in list(self._pods.values()):
+            if run.node.name == node and run.lost and (run.task is None or run.task.done()):
+                run.lost = False
+                run.pod["status"].pop("reason", None)
+                run.pod["status"].pop("message", None)
+                run.task = asyncio.create_task(self._drive(run), name=f"pod {run.namespace}/{run.name}")
 
     def _lose(self, run: PodRun) -> None:
         status = run.pod["status"]
@@ -311,23 +442,30 @@ class Kubelet:
         status["message"] = f"Node {run.node.name} which was running pod {run.name} is unresponsive"
         for container in run.containers.values():
             container.running = False
-        for key in ("containerStatuses", "initContainerStatuses"):
+        for key in ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"):
             for entry in status.get(key) or []:
                 entry["ready"] = False
         self._set_condition(run, "Ready", False, "NodeLost")
         self._set_condition(run, "ContainersReady", False, "NodeLost")
         run.on_change()
 
-    def has_node_js(self) -> bool:
-        if self._has_node is None:
-            from pidmap.sandbox.image import image_has_node
-            from pidmap.sandbox.layout import NODE_IMAGE
-
-            try:
-                self._has_node = image_has_node(self._docker, NODE_IMAGE)
-            except Exception:  # no image: nothing can run anyway; report kubia as unavailable
-                self._has_node = False
-        return self._has_node
+    async def _node(self, run: PodRun) -> NodeRuntime:
+        """The pod's node, answering; its cgroup and images read on first use."""
+        runtime = self._nodes[run.node.name]
+        if not await asyncio.to_thread(self._refresh_node, run.node.name):
+            raise NodeLost(run.node.name)
+        if not runtime.cgroup_parent:
+            result = await runtime.node_exec("cat", "/proc/1/cgroup")
+            for line in result.stdout.splitlines():
+                hierarchy, controllers, path = line.split(":", 2)
+                if path != "/" and (controllers == "pids" or hierarchy == "0"):
+                    runtime.cgroup_parent = path
+                    break
+            if not runtime.cgroup_parent:
+                raise NodeLost(f"{run.node.name}: cannot read its cgroup ({result.stderr.strip()})")
+        if not runtime.images:
+            await runtime.load_images()
+        return runtime
 
     # ---- runtime protocol ------------------------------------------------------------------------
     async def start_pod(self, pod: Pod, on_change: Callable[[], None]) -> None:
@@ -344,13 +482,20 @@ class Kubelet:
         if old and old.task:
             old.task.cancel()
         status = pod.setdefault("status", {})
-        if status.get("phase") in ("Succeeded", "Failed", "Unknown"):
+        if status.get("phase") in ("Succeeded", "Failed"):
             # A finished pod read back from the store: nothing to run.
-            self._pods[uid] = PodRun(pod, node, index, on_change, status.get("podIP", ""),
-                                     lost=status.get("phase") == "Unknown")
+            self._pods[uid] = PodRun(pod, node, index, on_change, status.get("podIP", ""))
             return
-        self._next_ip[index] = self._next_ip.get(index, 1) + 1
-        run = PodRun(pod, node, index, on_change, f"10.244.{index}.{self._next_ip[index]}")
+        pod_ip = status.get("podIP") or ""
+        if not pod_ip:
+            self._next_ip[index] = self._next_ip.get(index, 1) + 1
+            pod_ip = f"10.244.{index}.{self._next_ip[index]}"
+        run = PodRun(pod, node, index, on_change, pod_ip)
+        # A pod read back from the store (the API server restarted): adopt what containerd runs.
+        for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
+            for entry in status.get(key) or []:
+                container_id = str(entry.get("containerID", "")).removeprefix("containerd://")
+                run.containers[entry["name"]] = ContainerRun(entry["name"], container_id)
         self._pods[uid] = run
         run.task = asyncio.create_task(self._drive(run), name=f"pod {run.namespace}/{run.name}")
 
@@ -363,38 +508,30 @@ class Kubelet:
             run.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await run.task
-        await asyncio.to_thread(self._teardown, run)
+        with contextlib.suppress(NodeLost):
+            await self._teardown(run, remove=True)
 
     def exec_argv(self, pod: Pod, container: str, command: list[str]) -> list[str]:
         run = self._pods.get(str(pod["metadata"]["uid"]))
         names = [c["name"] for c in pod["spec"].get("containers", [])]
         names += [c["name"] for c in pod["spec"].get("initContainers", []) or []]
+        names += [c["name"] for c in pod["spec"].get("ephemeralContainers", []) or []]
         if container not in names:
             raise ContainerNotFound(f"container {container} is not valid for pod {pod['metadata']['name']}")
         state = run.containers.get(container) if run else None
-        if run is None or state is None or not state.running or not state.main_pid or run.lost:
+        if run is None or state is None or not state.running or not state.container_id or run.lost:
             raise ContainerNotRunning(f"container {container} is not running")
-        if not (PROC / str(state.main_pid)).exists():
-            raise ContainerNotRunning(f"container {container} is not running")
-        procs = [str(p) for p in self._procs_files(run, self._container_cgroup(run, state.container_id))]
-        # env -i: an exec'd process gets the container's environment, not the API server's.
-        return [str(self._host_busybox()), "sh", "-c", EXEC_OPEN_CGROUPS, "pidmap-exec", *procs, "--",
-                "nsenter", "--target", str(state.main_pid), "--pid", "--mount", "--uts", "--ipc", "--net",
-                "--root", "--wd", "--",
-                "/bin/sh", "-c", EXEC_JOIN_CGROUPS, "pidmap-join", str(3 + len(procs)),
-                "/bin/env", "-i", *state.env, *command]
-
-    def _host_busybox(self) -> Path:
-        if self._busybox is None:
-            from pidmap.sandbox.image import find_busybox
-
-            self._busybox = find_busybox()
-        return self._busybox
+        # The exec'd process is started by the container's shim, in the container's namespaces,
+        # cgroup and environment (containerd copies the container's process spec).
+        return self._nodes[run.node.name].ctr_argv(
+            "tasks", "exec", "--exec-id", f"exec-{secrets.token_hex(8)}", state.container_id, *command,
+            stdin=True)
 
     async def close(self) -> None:
         tasks = [run.task for run in self._pods.values() if run.task]
         if self._poller:
             tasks.append(self._poller)
+        tasks += [runtime.events for runtime in self._nodes.values() if runtime.events]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -404,66 +541,122 @@ class Kubelet:
     def log_path(self, pod: Pod, container: str, previous: bool = False) -> Path | None:
         """The log file of the container's current (or previous) run, as /var/log/pods lays it out."""
         status = pod.get("status", {})
-        for entry in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
-            if entry.get("name") == container:
-                restart = int(entry.get("restartCount", 0)) - (1 if previous else 0)
-                path = self._log_dir(pod, container) / f"{restart}.log"
-                return path if restart >= 0 and path.exists() else None
+        for key in ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"):
+            for entry in status.get(key) or []:
+                if entry.get("name") == container:
+                    restart = int(entry.get("restartCount", 0)) - (1 if previous else 0)
+                    path = self._log_dir(pod, container) / f"{restart}.log"
+                    return path if restart >= 0 and path.exists() else None
         return None
 
-    # ---- cgroups and paths -------------------------------------------------------------------------
-    def _log_dir(self, pod: Pod, container: str) -> Path:
+    # ---- paths -------------------------------------------------------------------------------------
+    @staticmethod
+    def _pod_key(pod: Pod) -> str:
         meta = pod["metadata"]
-        pod_key = f"{meta.get('namespace', 'default')}_{meta['name']}_{meta['uid']}"
-        return self.paths.root / "logs" / pod_key / container
+        return f"{meta.get('namespace', 'default')}_{meta['name']}_{meta['uid']}"
 
-    def _container_cgroup(self, run: PodRun, container_id: str) -> str:
-        return cgroups.container_dir(self.spec.flavor, run.uid, container_id)
+    def _log_dir(self, pod: Pod, container: str) -> Path:
+        return self.paths.root / "logs" / self._pod_key(pod) / container
 
-    def _procs_files(self, run: PodRun, relative: str) -> list[Path]:
-        return [d / "cgroup.procs" for d in cgroups.directories(run.hierarchies, relative)]
+    def _pod_cgroup(self, run: PodRun) -> str:
+        qos = run.pod.get("status", {}).get("qosClass") or qos_class(run.pod)
+        return pod_cgroup(self.spec.flavor, qos, run.uid)
+
+    def _cgroup(self, runtime: NodeRuntime, run: PodRun, container_id: str) -> str:
+        leaf = container_cgroup(self.spec.flavor, self._pod_cgroup(run), container_id)
+        return f"{runtime.cgroup_parent}/{leaf}"
 
     def _volume_root(self, run: PodRun) -> str:
         return f"/var/lib/kubelet/pods/{run.uid}/volumes"
 
-    def _mounts(self, run: PodRun, container: dict[str, Any]) -> list[str]:
+    def _mounts(self, run: PodRun, container: dict[str, Any]) -> list[tuple[str, str]]:
         volumes = {v["name"]: v for v in run.pod["spec"].get("volumes", []) or []}
-        pairs: list[str] = []
+        pairs: list[tuple[str, str]] = []
         for mount in container.get("volumeMounts", []) or []:
             volume = volumes.get(mount.get("name"), {})
             if "hostPath" in volume:
                 source = str(volume["hostPath"].get("path", "/"))
             else:  # emptyDir, and a plain empty directory for every other kind
                 source = f"{self._volume_root(run)}/kubernetes.io~empty-dir/{mount['name']}"
-            pairs += [source, str(mount["mountPath"])]
+            pairs.append((source, str(mount["mountPath"])))
         return pairs
+
+    def _labels(self, run: PodRun, container: str | None) -> list[str]:
+        labels = {"io.kubernetes.pod.name": run.name, "io.kubernetes.pod.namespace": run.namespace,
+                  "io.kubernetes.pod.uid": run.uid}
+        if container is None:
+            labels["io.cri-containerd.kind"] = "sandbox"
+        else:
+            labels["io.kubernetes.container.name"] = container
+            labels["io.cri-containerd.kind"] = "container"
+        return [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
 
     # ---- the pod's lifecycle -------------------------------------------------------------------------
     async def _drive(self, run: PodRun) -> None:
+        deadline = run.pod["spec"].get("activeDeadlineSeconds")
         try:
-            await self._drive_inner(run)
+            if deadline is None:
+                await self._drive_inner(run)
+                return
+            started = objects.parse_timestamp(run.pod.get("status", {}).get("startTime"))
+            elapsed = (objects.now_utc() - started).total_seconds() if started else 0.0
+            try:
+                await asyncio.wait_for(self._drive_inner(run), max(0.0, float(deadline) - elapsed))
+            except TimeoutError:
+                await self._deadline_exceeded(run)
         except asyncio.CancelledError:
             raise
-        except NodeLost:
+        except NodeLost as err:
+            log.warning("pod %s/%s: node lost: %s", run.namespace, run.name, err)
             self._lose(run)
         except Exception:
             log.exception("pod %s/%s failed in the sandbox kubelet", run.namespace, run.name)
             if not await asyncio.to_thread(self._refresh_node, run.node.name):
                 self._lose(run)
 
+    async def _deadline_exceeded(self, run: PodRun) -> None:
+        """spec.activeDeadlineSeconds passed: kill the containers, the pod Failed (DeadlineExceeded)."""
+        with contextlib.suppress(NodeLost):
+            await self._teardown(run, remove=False)
+        status = run.pod["status"]
+        moment = objects.timestamp(objects.now_utc())
+        for key in ("containerStatuses", "initContainerStatuses"):
+            for entry in status.get(key) or []:
+                state = entry.get("state", {})
+                if "running" in state:
+                    entry["state"] = {"terminated": {
+                        "exitCode": 137, "reason": "Error", "startedAt": state["running"].get("startedAt"),
+                        "finishedAt": moment, "containerID": entry.get("containerID", "")}}
+                entry["ready"] = False
+                entry["started"] = False
+        for state in run.containers.values():
+            state.running = False
+        status["phase"] = "Failed"
+        status["reason"] = "DeadlineExceeded"
+        status["message"] = "Pod was active on the node longer than the specified deadline"
+        self._set_condition(run, "ContainersReady", False, "PodFailed")
+        self._set_condition(run, "Ready", False, "PodFailed")
+        run.on_change()
+
     def _init_status(self, run: PodRun) -> None:
         spec = run.pod["spec"]
         status = run.pod.setdefault("status", {})
         init_containers = spec.get("initContainers") or []
+        resuming = bool(status.get("containerStatuses"))
         status.update({
-            "phase": "Pending",
+            "phase": status.get("phase") if resuming and status.get("phase") != "Unknown" else "Pending",
             "hostIP": f"172.18.0.{run.node_index + 2}",
             "hostIPs": [{"ip": f"172.18.0.{run.node_index + 2}"}],
             "podIP": run.pod_ip,
             "podIPs": [{"ip": run.pod_ip}],
             "startTime": status.get("startTime") or objects.timestamp(objects.now_utc()),
-            "qosClass": "BestEffort",
+            "qosClass": status.get("qosClass") or qos_class(run.pod),
         })
+        for container in [*init_containers, *spec.get("containers", [])]:
+            run.containers.setdefault(container["name"], ContainerRun(container["name"]))
+        if resuming:
+            status["phase"] = pod_phase(run.pod)
+            return
         status.pop("reason", None)
         status.pop("message", None)
         status["conditions"] = []
@@ -478,14 +671,13 @@ class Kubelet:
         else:
             status.pop("initContainerStatuses", None)
         status["containerStatuses"] = [self._waiting(c, reason) for c in spec.get("containers", [])]
-        for container in [*init_containers, *spec.get("containers", [])]:
-            run.containers[container["name"]] = ContainerRun(container["name"])
 
-    def _waiting(self, container: dict[str, Any], reason: str) -> dict[str, Any]:
-        resolved = resolve_image(container.get("image", ""), self.has_node_js())
+    @staticmethod
+    def _waiting(container: dict[str, Any], reason: str) -> dict[str, Any]:
+        resolved = resolve_image(container.get("image", ""))
         return {
             "name": container["name"],
-            "image": resolved.reference if resolved else container.get("image", ""),
+            "image": resolved[0] if resolved else container.get("image", ""),
             "imageID": "",
             "ready": False,
             "restartCount": 0,
@@ -510,8 +702,9 @@ class Kubelet:
         else:
             existing.pop("reason", None)
 
-    def _entry(self, run: PodRun, name: str, init: bool) -> dict[str, Any]:
-        key = "initContainerStatuses" if init else "containerStatuses"
+    def _entry(self, run: PodRun, name: str, kind: str) -> dict[str, Any]:
+        key = {"init": "initContainerStatuses", "app": "containerStatuses",
+               "ephemeral": "ephemeralContainerStatuses"}[kind]
         return next(e for e in run.pod["status"][key] if e["name"] == name)
 
     def _update_phase(self, run: PodRun) -> None:
@@ -533,26 +726,24 @@ class Kubelet:
     async def _drive_inner(self, run: PodRun) -> None:
         self._init_status(run)
         run.on_change()
-        node_ok = await asyncio.to_thread(self._refresh_node, run.node.name)
-        if not node_ok:
-            raise NodeLost(run.node.name)
-        run.node_pid = self._node_pid[run.node.name]
-        run.hierarchies = await asyncio.to_thread(cgroups.node_hierarchies, run.node_pid)
-        # Leftovers of an earlier API server process for this pod (see the module docstring).
-        await asyncio.to_thread(self._kill_pod_processes, run)
-        await self._start_pause(run)
+        runtime = await self._node(run)
+        await self._ensure_sandbox(runtime, run)
         spec = run.pod["spec"]
         policy = spec.get("restartPolicy", "Always")
         for container in spec.get("initContainers") or []:
+            entry = self._entry(run, container["name"], "init")
+            done = entry.get("state", {}).get("terminated", {})
+            if done and done.get("exitCode") == 0:
+                continue  # resuming a pod whose init containers already completed
             while True:
-                exit_code = await self._run_container(run, container, init=True)
+                exit_code = await self._run_container(run, container, "init")
                 if exit_code == 0:
                     break
                 if policy == "Never":
                     self._update_phase(run)
-                    await asyncio.to_thread(self._teardown_processes, run)
+                    await self._teardown(run, remove=False)
                     return
-                await self._back_off(run, container, init=True)
+                await self._back_off(run, container, "init")
         lost = False
         try:
             # A TaskGroup, so that a node lost under one container stops its siblings too.
@@ -564,23 +755,27 @@ class Kubelet:
         if lost:
             raise NodeLost(run.node.name)
         self._update_phase(run)
-        await asyncio.to_thread(self._teardown_processes, run)
+        await self._teardown(run, remove=False)
 
     async def _keep_running(self, run: PodRun, container: dict[str, Any], policy: str) -> None:
+        entry = self._entry(run, container["name"], "app")
+        terminated = entry.get("state", {}).get("terminated")
+        if terminated and not (policy == "Always" or (policy == "OnFailure" and terminated.get("exitCode"))):
+            return  # resuming: this one finished for good
         while True:
-            exit_code = await self._run_container(run, container, init=False)
+            exit_code = await self._run_container(run, container, "app")
             if exit_code is None:
                 return
             if policy == "Never" or (policy == "OnFailure" and exit_code == 0):
                 return
-            await self._back_off(run, container, init=False)
+            await self._back_off(run, container, "app")
 
-    async def _back_off(self, run: PodRun, container: dict[str, Any], init: bool) -> None:
-        await asyncio.sleep(backoff_delay(int(self._entry(run, container["name"], init)["restartCount"])))
+    async def _back_off(self, run: PodRun, container: dict[str, Any], kind: str) -> None:
+        await asyncio.sleep(backoff_delay(int(self._entry(run, container["name"], kind)["restartCount"])))
 
-    async def _image_pull_failure(self, run: PodRun, container: dict[str, Any], init: bool) -> None:
+    async def _image_pull_failure(self, run: PodRun, container: dict[str, Any], kind: str) -> None:
         image = container.get("image", "")
-        entry = self._entry(run, container["name"], init)
+        entry = self._entry(run, container["name"], kind)
         entry["state"] = {"waiting": {"reason": "ErrImagePull",
                                       "message": f'Failed to pull image "{image}": {IMAGE_UNAVAILABLE}'}}
         self._update_phase(run)
@@ -590,118 +785,181 @@ class Kubelet:
         self._update_phase(run)
         await asyncio.Future()  # stays Pending until deleted, like a pull that never succeeds
 
-    async def _spawn(self, argv: list[str], log_file: Path | None) -> asyncio.subprocess.Process:
-        if log_file is None:
-            return await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        with log_file.open("ab") as handle:
-            return await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=handle, stderr=handle, start_new_session=True)
+    async def _pull(self, runtime: NodeRuntime, reference: str, local: PodImage) -> str | None:
+        """The stand-in for a pull: tag the local image with the wanted name; its image ID or None."""
+        if reference not in runtime.images:
+            if local.reference not in runtime.images:
+                return None
+            result = await runtime.ctr("images", "tag", local.reference, reference)
+            if result.returncode != 0 and "already exists" not in result.stderr:
+                log.warning("ctr images tag %s %s: %s", local.reference, reference, result.stderr.strip())
+                return None
+            runtime.images[reference] = runtime.images[local.reference]
+        return f"{reference.split('@')[0].rsplit(':', 1)[0]}@{runtime.images[reference]}"
 
-    async def _start_pause(self, run: PodRun) -> None:
-        run.pause_id = secrets.token_hex(32)
-        relative = self._container_cgroup(run, run.pause_id)
-        procs = await asyncio.to_thread(cgroups.create, run.hierarchies, relative)
-        argv = ["sh", "-c", CGROUP_WRAPPER, "pidmap-cgroup", *map(str, procs), "--",
-                "nsenter", "--target", str(run.node_pid), "--mount", "--uts", "--ipc", "--net", "--pid",
-                "--root", "--wd", "--",
-                "/bin/unshare", "--uts", "--ipc", "--net", "--pid", "--fork", "--mount-proc",
-                "/bin/sh", "-c", PAUSE_SETUP, "pidmap-pause", run.name]
-        process = await self._spawn(argv, None)
-        run.pause_pid = await _descendant(process.pid, 2)
-        if not run.pause_pid:
-            raise NodeLost(run.node.name)
-        await asyncio.to_thread(self._move_helpers_out, run, _chain(process.pid, 1))
-        # Containers join pause's namespaces only once its set-up (hostname, lo) is done.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5.0
-        while loop.time() < deadline:
-            try:
-                cmdline = (PROC / str(run.pause_pid) / "cmdline").read_bytes()
-            except OSError:
-                raise NodeLost(run.node.name) from None
-            if cmdline.startswith(b"/pause") or cmdline.startswith(b"sh\x00/pause"):
-                return
-            await asyncio.sleep(0.02)
-        raise NodeLost(run.node.name)
+    async def _ensure_sandbox(self, runtime: NodeRuntime, run: PodRun) -> None:
+        """RunPodSandbox, unless the pod's pause container runs (adopted after a restart)."""
+        async with run.sandbox_lock:
+            if not run.sandbox_id:
+                result = await runtime.ctr(
+                    "containers", "ls", "-q", f'labels."io.kubernetes.pod.uid"=={run.uid},'
+                    'labels."io.cri-containerd.kind"==sandbox')
+                run.sandbox_id = next(iter(result.stdout.split()), "") if result.returncode == 0 else ""
+            if run.sandbox_id:
+                pid_status = (await runtime.tasks()).get(run.sandbox_id)
+                if pid_status and pid_status[1] == "RUNNING":
+                    run.sandbox_pid = pid_status[0]
+                    return
+                await self._remove_containers(runtime, [run.sandbox_id])
+            if PAUSE.reference not in runtime.images:
+                raise NodeLost(f"{run.node.name}: containerd has no {PAUSE.reference} "
+                               "(sandbox up imports it)")
+            sandbox_id = secrets.token_hex(32)
+            argv = ["run", "-d", "--snapshotter", SNAPSHOTTER,
+                    "--cgroup", self._cgroup(runtime, run, sandbox_id),
+                    *self._labels(run, None),
+                    "--annotation", f"io.kubernetes.cri.sandbox-id={sandbox_id}",
+                    "--annotation", "io.kubernetes.cri.container-type=sandbox",
+                    "--annotation", f"io.kubernetes.cri.sandbox-name={run.name}",
+                    "--annotation", f"io.kubernetes.cri.sandbox-namespace={run.namespace}",
+                    "--annotation", f"io.kubernetes.cri.sandbox-uid={run.uid}"]
+            if run.pod["spec"].get("hostPID"):
+                argv += ["--with-ns", "pid:/proc/1/ns/pid"]
+            result = await runtime.ctr(*argv, PAUSE.reference, sandbox_id)
+            if result.returncode != 0:
+                raise RuntimeError(f"RunPodSandbox for {run.name}: {result.stderr.strip()}")
+            run.sandbox_id = sandbox_id
+            pid_status = (await runtime.tasks()).get(sandbox_id)
+            if not pid_status:
+                raise NodeLost(f"{run.node.name}: the sandbox of {run.name} did not start")
+            run.sandbox_pid = pid_status[0]
+            # The pod's hostname, in the sandbox's UTS namespace (CRI sets it through the OCI spec,
+            # which `ctr run` has no flag for).
+            await runtime.node_exec("nsenter", f"--uts=/proc/{run.sandbox_pid}/ns/uts", "hostname", run.name)
 
-    @staticmethod
-    def _environment(run: PodRun, container: dict[str, Any]) -> list[str]:
-        env = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={run.name}", "HOME=/root"]
-        for variable in container.get("env", []) or []:
-            env.append(f"{variable['name']}={variable.get('value', '')}")
-        return env
-
-    def _container_command(self, run: PodRun, container: dict[str, Any], image: Image) -> list[str]:
-        env = self._environment(run, container)
-        return ["/bin/sh", "-c", CONTAINER_SETUP, "pidmap-setup", *self._mounts(run, container), "--",
-                container.get("workingDir") or "/", "/bin/env", "-i", *env, *container_argv(container, image)]
-
-    async def _run_container(self, run: PodRun, container: dict[str, Any], init: bool) -> int | None:
-        """Run the container once; return its exit code (None: it cannot run, e.g. no image)."""
+    async def _run_container(self, run: PodRun, container: dict[str, Any], kind: str) -> int | None:
+        """Run the container once (or adopt its running task); its exit code (None: cannot run)."""
         name = container["name"]
-        image = resolve_image(container.get("image", ""), self.has_node_js())
-        if image is None:
-            await self._image_pull_failure(run, container, init)
+        runtime = await self._node(run)
+        state = run.containers.setdefault(name, ContainerRun(name))
+        entry = self._entry(run, name, kind)
+        if state.container_id and "running" in entry.get("state", {}):
+            tasks = await runtime.tasks()
+            adopted = tasks.get(state.container_id)
+            sandbox = tasks.get(run.sandbox_id)
+            if adopted and adopted[1] == "RUNNING" and sandbox and sandbox[1] == "RUNNING":
+                state.running = True
+                entry["ready"] = entry["started"] = True
+                self._update_phase(run)
+                return await self._wait(runtime, run, container, kind, state.container_id,
+                                        entry["state"]["running"]["startedAt"])
+            # Gone with its node's containerd (the node container restarted): exit 255, as kubelet says.
+            return await self._finish(runtime, run, container, kind, state.container_id, 255,
+                                      entry["state"]["running"]["startedAt"], reason="Unknown")
+        resolved = resolve_image(container.get("image", ""))
+        image_id = await self._pull(runtime, *resolved) if resolved else None
+        if resolved is None or image_id is None:
+            await self._image_pull_failure(run, container, kind)
             return None
-        if not await asyncio.to_thread(self._refresh_node, run.node.name):
-            raise NodeLost(run.node.name)
-        state = run.containers[name]
-        entry = self._entry(run, name, init)
+        reference, local = resolved
+        await self._ensure_sandbox(runtime, run)
         container_id = secrets.token_hex(32)
-        relative = self._container_cgroup(run, container_id)
-        procs = await asyncio.to_thread(cgroups.create, run.hierarchies, relative)
-        wrapper = ["sh", "-c", CGROUP_WRAPPER, "pidmap-cgroup", *map(str, procs), "--"]
-        if run.pod["spec"].get("shareProcessNamespace"):
-            argv = [*wrapper, "nsenter", "--target", str(run.pause_pid), "--pid", "--mount", "--uts", "--ipc",
-                    "--net", "--root", "--wd", "--", "/bin/unshare", "--mount",
-                    *self._container_command(run, container, image)]
-            depth = 1
-        else:
-            pause = f"/proc/{run.pause_pid}/ns"
-            argv = [*wrapper, "nsenter", "--target", str(run.node_pid), "--mount", "--pid", "--root", "--wd",
-                    f"--uts={pause}/uts", f"--ipc={pause}/ipc", f"--net={pause}/net", "--",
-                    "/bin/unshare", "--pid", "--fork", "--mount-proc",
-                    *self._container_command(run, container, image)]
-            depth = 2
         restarts = int(entry.get("restartCount", 0))
-        log_file = self._log_dir(run.pod, name) / f"{restarts}.log"
+        log_file = f"{POD_LOG_DIR}/{self._pod_key(run.pod)}/{name}/{restarts}.log"
+        argv = ["run", "-d", "--snapshotter", SNAPSHOTTER,
+                "--cgroup", self._cgroup(runtime, run, container_id),
+                *self._labels(run, name),
+                "--annotation", f"io.kubernetes.cri.sandbox-id={run.sandbox_id}",
+                "--annotation", "io.kubernetes.cri.container-type=container",
+                "--annotation", f"io.kubernetes.cri.container-name={name}",
+                "--annotation", f"io.kubernetes.cri.image-name={reference}",
+                "--log-uri", f"file://{log_file}", "--cwd", container.get("workingDir") or local.working_dir,
+                "--env", f"HOSTNAME={run.name}"]
+        for variable in container.get("env", []) or []:
+            argv += ["--env", f"{variable['name']}={variable.get('value', '')}"]
+        pause_ns = f"/proc/{run.sandbox_pid}/ns"
+        argv += ["--with-ns", f"network:{pause_ns}/net", "--with-ns", f"ipc:{pause_ns}/ipc",
+                 "--with-ns", f"uts:{pause_ns}/uts"]
+        spec = run.pod["spec"]
+        target = container.get("targetContainerName")
+        if spec.get("hostPID"):
+            argv += ["--with-ns", "pid:/proc/1/ns/pid"]
+        elif spec.get("shareProcessNamespace"):
+            argv += ["--with-ns", f"pid:{pause_ns}/pid"]
+        elif kind == "ephemeral" and target in run.containers and run.containers[target].running:
+            target_pid = (await runtime.tasks()).get(run.containers[target].container_id, (0, ""))[0]
+            if target_pid:
+                argv += ["--with-ns", f"pid:/proc/{target_pid}/ns/pid"]
+        mounts = self._mounts(run, container)
+        if mounts:
+            await runtime.node_exec("mkdir", "-p", *(source for source, _ in mounts))
+        for source, destination in mounts:
+            argv += ["--mount", f"type=bind,src={source},dst={destination},options=rbind:rw"]
+        argv += [reference, container_id, *container_argv(container, local)]
+        await runtime.node_exec("mkdir", "-p", log_file.rsplit("/", 1)[0])
         started_at = objects.timestamp(objects.now_utc())
-        process = await self._spawn(argv, log_file)
+        exit_future = runtime.expect_exit(container_id)  # before the start: an exit at once is not missed
+        result = await runtime.ctr(*argv)
+        if result.returncode != 0:
+            runtime.waiters.pop(container_id, None)
+            message = result.stderr.strip().removeprefix("ctr: ")
+            await self._remove_containers(runtime, [container_id])
+            return await self._finish(runtime, run, container, kind, container_id, 128, started_at,
+                                      reason="StartError", message=message, created=False)
+        if state.previous_id:  # kubelet keeps one dead container per container
+            await self._remove_containers(runtime, [state.previous_id])
+        state.previous_id = state.container_id
         state.container_id = container_id
-        state.env = tuple(self._environment(run, container))
-        state.main_pid = await _descendant(process.pid, depth)
-        state.running = bool(state.main_pid)
-        await asyncio.to_thread(self._move_helpers_out, run, _chain(process.pid, depth - 1))
-        full_id = f"containerd://{container_id}"
-        entry.update({"containerID": full_id, "imageID": image.image_id, "image": image.reference,
-                      "started": state.running, "ready": state.running,
+        state.running = True
+        entry.update({"containerID": f"containerd://{container_id}", "imageID": image_id, "image": reference,
+                      "started": True, "ready": kind != "ephemeral" and True,
                       "state": {"running": {"startedAt": started_at}}})
+        if kind == "ephemeral":
+            entry.pop("ready", None)
+            entry.pop("started", None)
         self._update_phase(run)
-        returncode = await process.wait()
+        return await self._wait(runtime, run, container, kind, container_id, started_at, exit_future)
+
+    async def _wait(self, runtime: NodeRuntime, run: PodRun, container: dict[str, Any], kind: str,
+                    container_id: str, started_at: str, future: asyncio.Future[int] | None = None) -> int:
+        if future is None:  # adopting a running task: it may have exited before we listened
+            future = runtime.expect_exit(container_id)
+            await runtime.reconcile()
+        exit_code = await asyncio.shield(future)
+        with contextlib.suppress(NodeLost):
+            await runtime.delete_task(container_id)
+        return await self._finish(runtime, run, container, kind, container_id, exit_code, started_at)
+
+    async def _finish(self, runtime: NodeRuntime, run: PodRun, container: dict[str, Any], kind: str,
+                      container_id: str, exit_code: int, started_at: str, reason: str | None = None,
+                      message: str | None = None, created: bool = True) -> int:
+        name = container["name"]
+        state = run.containers[name]
         state.running = False
-        finished_at = objects.timestamp(objects.now_utc())
-        exit_code = _exit_code(returncode)
-        # Whatever the container left behind (daemonized children) goes with it, as with runc.
-        directory = cgroups.directories(run.hierarchies, self._container_cgroup(run, container_id))
-        await asyncio.to_thread(self._kill_and_remove, directory)
         if not await asyncio.to_thread(self._refresh_node, run.node.name):
             raise NodeLost(run.node.name)
-        previous = entry["state"]
-        entry["state"] = {"terminated": {
-            "exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
-            "startedAt": previous.get("running", {}).get("startedAt", started_at),
-            "finishedAt": finished_at, "containerID": full_id}}
-        entry["ready"] = init and exit_code == 0
-        entry["started"] = False
+        entry = self._entry(run, name, kind)
+        full_id = f"containerd://{container_id}"
+        terminated: dict[str, Any] = {
+            "exitCode": exit_code, "reason": reason or ("Completed" if exit_code == 0 else "Error"),
+            "startedAt": started_at, "finishedAt": objects.timestamp(objects.now_utc())}
+        if message:
+            terminated["message"] = message
+        if created:
+            terminated["containerID"] = full_id
+        entry["state"] = {"terminated": terminated}
+        if kind != "ephemeral":
+            entry["ready"] = kind == "init" and exit_code == 0
+            entry["started"] = False
         policy = run.pod["spec"].get("restartPolicy", "Always")
         will_restart = policy == "Always" or (policy == "OnFailure" and exit_code != 0)
-        if init:
+        if kind == "init":
             will_restart = policy != "Never" and exit_code != 0
+        if kind == "ephemeral":
+            will_restart = False
         if will_restart:
-            entry["lastState"] = {"terminated": entry["state"]["terminated"]}
+            restarts = int(entry.get("restartCount", 0))
+            entry["lastState"] = {"terminated": terminated}
             entry["restartCount"] = restarts + 1
             delay = backoff_delay(restarts + 1)
             entry["state"] = {"waiting": {"reason": "ContainerCreating"}} if not delay else {"waiting": {
@@ -711,62 +969,75 @@ class Kubelet:
         self._update_phase(run)
         return exit_code
 
-    def _move_helpers_out(self, run: PodRun, helpers: list[int]) -> None:
-        """Move nsenter (host) and unshare (node) up into the pod's cgroup once the container runs.
+    # ---- ephemeral containers --------------------------------------------------------------------------
+    async def add_ephemeral(self, pod: Pod, container: dict[str, Any]) -> None:
+        """`kubectl debug`: run one more container in the pod (in its target's PID namespace)."""
+        run = self._pods.get(str(pod["metadata"]["uid"]))
+        if run is None or run.lost:
+            return
+        statuses = run.pod["status"].setdefault("ephemeralContainerStatuses", [])
+        resolved = resolve_image(container.get("image", ""))
+        image = resolved[0] if resolved else container.get("image", "")
+        statuses.append({"name": container["name"], "image": image,
+                         "imageID": "", "restartCount": 0, "ready": False,
+                         "state": {"waiting": {"reason": "ContainerCreating"}}, "lastState": {}})
+        run.on_change()
 
-        They only wait for the container's first process; on a real node their counterpart (the
-        containerd shim) is not in the container's cgroup either, so a container's cgroup lists
-        nothing but the container's own processes.
-        """
-        for directory in self._pod_directories(run):
-            for pid in helpers:
-                with contextlib.suppress(OSError):
-                    (directory / "cgroup.procs").write_text(f"{pid}\n")
+        async def go() -> None:
+            with contextlib.suppress(NodeLost):
+                await self._run_container(run, container, "ephemeral")
+
+        task = asyncio.create_task(go(), name=f"ephemeral {run.name}/{container['name']}")
+        run.containers.setdefault(container["name"], ContainerRun(container["name"]))
+        self._ephemeral_tasks.add(task)
+        task.add_done_callback(self._ephemeral_tasks.discard)
 
     # ---- teardown ----------------------------------------------------------------------------------
-    def _pod_directories(self, run: PodRun) -> list[Path]:
-        return cgroups.directories(run.hierarchies, cgroups.pod_dir(self.spec.flavor, run.uid))
+    async def _remove_containers(self, runtime: NodeRuntime, ids: list[str]) -> None:
+        ids = [i for i in ids if i]
+        if ids:
+            for container_id in ids:
+                await runtime.ctr("tasks", "delete", "--force", container_id)
+            await runtime.ctr("containers", "delete", *ids)
+
+    async def _teardown(self, run: PodRun, remove: bool) -> None:
+        """StopPodSandbox (and with ``remove`` RemovePodSandbox): SIGTERM, grace, SIGKILL, delete."""
+        runtime = self._nodes[run.node.name]
+        if not await asyncio.to_thread(self._refresh_node, run.node.name):
+            return
+        result = await runtime.ctr("containers", "ls", "-q", f'labels."io.kubernetes.pod.uid"=={run.uid}')
+        ids = result.stdout.split() if result.returncode == 0 else []
+        tasks = await runtime.tasks()
+        live = [i for i in ids if tasks.get(i, (0, ""))[1] == "RUNNING"]
+        for container_id in live:
+            await runtime.ctr("tasks", "kill", "--signal", "SIGTERM", container_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + GRACE_SECONDS
+        while live and loop.time() < deadline:
+            await asyncio.sleep(0.2)
+            tasks = await runtime.tasks()
+            live = [i for i in live if tasks.get(i, (0, ""))[1] == "RUNNING"]
+        for container_id in live:
+            await runtime.ctr("tasks", "kill", "--signal", "SIGKILL", container_id)
+        for state in run.containers.values():
+            state.running = False
+        keep = set() if remove else {s.container_id for s in run.containers.values()}
+        await self._remove_containers(runtime, [i for i in ids if i not in keep])
+        for container_id in ids:
+            if container_id in keep:
+                await runtime.ctr("tasks", "delete", "--force", container_id)
+        run.sandbox_id = ""
+        run.sandbox_pid = 0
+        if remove:
+            await runtime.node_exec("rm", "-rf", f"/var/lib/kubelet/pods/{run.uid}")
+            if runtime.cgroup_parent:
+                await asyncio.to_thread(self._remove_pod_cgroups, runtime.cgroup_parent,
+                                        self._pod_cgroup(run))
 
     @staticmethod
-    def _kill_and_remove(directories: list[Path]) -> None:
-        for directory in directories[:1]:
-            cgroups.kill_all(directory, signal.SIGKILL)
-        for directory in directories:
-            cgroups.remove_tree(directory)
-
-    def _kill_pod_processes(self, run: PodRun) -> None:
-        directories = self._pod_directories(run)
-        if not directories:
-            return
-        if cgroups.pids_in(directories[0]):
-            cgroups.kill_all(directories[0], signal.SIGTERM)
-            for _ in range(int(GRACE_SECONDS / 0.1)):
-                if not cgroups.pids_in(directories[0]):
-                    break
-                time.sleep(0.1)
-        # Repeat: a process spawned just before its task was cancelled may join its cgroup late.
-        deadline = time.monotonic() + 5.0
-        while True:
-            for directory in directories:
-                cgroups.kill_all(directory, signal.SIGKILL)
-            if all(cgroups.remove_tree(directory, timeout=0.5) for directory in directories):
-                return
-            if time.monotonic() > deadline:
-                log.warning("pod %s/%s: cgroups still busy after SIGKILL", run.namespace, run.name)
-                return
-
-    def _teardown_processes(self, run: PodRun) -> None:
-        """The pod finished: stop pause, drop its cgroups (a finished pod has no sandbox)."""
-        self._kill_pod_processes(run)
-        run.pause_pid = 0
-
-    def _teardown(self, run: PodRun) -> None:
-        if not run.hierarchies:
-            running, pid = self._inspect_node(run.node.name)
-            if running:
-                run.hierarchies = cgroups.node_hierarchies(pid)
-        self._kill_pod_processes(run)
-        running, pid = self._inspect_node(run.node.name)
-        if running:
-            volumes = PROC / str(pid) / "root" / "var" / "lib" / "kubelet" / "pods" / run.uid
-            shutil.rmtree(volumes, ignore_errors=True)
+    def _remove_pod_cgroups(parent: str, pod_dir: str) -> None:
+        """runc removed each container's cgroup; the pod's own goes with the pod (every hierarchy)."""
+        root = Path(cgroups.CGROUP_ROOT)
+        with contextlib.suppress(OSError):
+            for mount in root.iterdir():
+                cgroups.remove_tree(mount / parent.lstrip("/") / pod_dir, timeout=1.0)

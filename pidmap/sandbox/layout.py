@@ -28,7 +28,7 @@ Flavor = Literal["kind", "minikube"]
 Role = Literal["control-plane", "worker"]
 
 DEFAULT_NAME = "learn-k8s"
-NODE_IMAGE = "pidmap/sandbox-node:1"
+NODE_IMAGE = "pidmap/sandbox-node:2-containerd"
 # Label set on everything the sandbox creates, so that ``down`` finds it even without a state dir.
 OWNER_LABEL = "io.pidmap.sandbox"
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pidmap.errors import ExitStatus
+from pidmap.sandbox import layout
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]  # up runs as root; the non-root case drops to nobody
 
@@ -72,7 +73,7 @@ def test_down_removes_a_partial_sandbox(tmp_path: Path) -> None:
     """Only a labelled node container is left (no state dir, no API server): down still cleans up."""
     name = f"pa-partial-{os.getpid()}"
     subprocess.run(["docker", "run", "-d", "--name", name, "--network", "none", "--label",
-                    f"io.pidmap.sandbox={name}", "pidmap/sandbox-node:1"], check=True, capture_output=True)
+                    f"io.pidmap.sandbox={name}", layout.NODE_IMAGE], check=True, capture_output=True)
     try:
         result = pidmap("sandbox", "down", "--name", name, cwd=tmp_path, home=tmp_path)
         assert result.returncode == 0 and f"Deleted node {name}" in result.stdout, result.stdout
@@ -112,7 +113,7 @@ def test_down_and_status_take_the_name_from_the_kind_config_as_up_does(tmp_path:
     status = pidmap("sandbox", "status", cwd=tmp_path, home=tmp_path)
     assert_error(status, ExitStatus.SANDBOX, f"sandbox {name} is not up", f"--name {name}")
     subprocess.run(["docker", "run", "-d", "--name", name, "--network", "none", "--label",
-                    f"io.pidmap.sandbox={name}", "pidmap/sandbox-node:1"], check=True, capture_output=True)
+                    f"io.pidmap.sandbox={name}", layout.NODE_IMAGE], check=True, capture_output=True)
     try:
         down = pidmap("sandbox", "down", cwd=tmp_path, home=tmp_path)
         assert down.returncode == 0 and f"Deleted node {name}" in down.stdout, (down.stdout, down.stderr)

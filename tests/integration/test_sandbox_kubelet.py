@@ -20,7 +20,7 @@ import pytest
 
 from pidmap.sandbox import cluster, image, layout
 from pidmap.sandbox.contracts import ContainerNotFound, ContainerNotRunning
-from pidmap.sandbox.kubelet import Kubelet, normalize_image, pod_phase
+from pidmap.sandbox.kubelet import IMAGE_UNAVAILABLE, Kubelet, normalize_image, pod_phase
 from pidmap.sandbox.layout import ClusterSpec, NodeSpec, StatePaths
 from tests.conftest import docker_answers
 from tests.kernel import nspid, pids_in_cgroup
@@ -38,13 +38,18 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
 
     client = docker.from_env()
     image.ensure_image(client)
+    archive = image.ensure_pod_images()
     name = f"pa-kubelet-{os.getpid()}"
-    client.containers.run(layout.NODE_IMAGE, ["/init"], name=name, hostname=name, detach=True,
-                          labels={layout.OWNER_LABEL: name}, **cluster.NODE_OPTIONS)
+    state = tmp_path_factory.mktemp("kubelet-state")
+    # Both flavors' kubelets keep their logs in the one directory the node mounts at /var/log/pods.
+    (state / "kind").mkdir()
+    (state / "minikube").symlink_to("kind")
     try:
-        yield name, tmp_path_factory.mktemp("kubelet-state")
+        cluster.run_node(client, layout.NODE_IMAGE, name, {layout.OWNER_LABEL: name}, state / "kind" / "logs")
+        cluster.prepare_node(name, archive)
+        yield name, state
     finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False)
 
 
 def make_pod(name: str, node: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
@@ -87,6 +92,11 @@ def status_of(pod: dict[str, Any], container: str, key: str = "containerStatuses
 def run_exec(kubelet: Kubelet, pod: dict[str, Any], container: str, command: list[str]) -> str:
     return subprocess.run(kubelet.exec_argv(pod, container, command), capture_output=True, text=True,
                           check=True, timeout=20).stdout
+
+
+def _ppid(pid: int) -> int:
+    status = (PROC / str(pid) / "status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
 
 
 def test_normalize_image_names() -> None:
@@ -140,15 +150,19 @@ def test_kind_cgroup_path_env_args_and_exec(node: tuple[str, Path]) -> None:
         ps = run_exec(kubelet, pod, "main", ["sh", "-c", "cat /proc/self/cgroup; ps"])
         assert cid in ps and re.search(r"^\s*1\s+\S+\s+sleep 3600$", ps, re.MULTILINE), ps
         # While an exec runs, the container's cgroup holds only processes inside the container
-        # (three NSpid levels): the host-side nsenter that started it is not counted in.
+        # (three NSpid levels), and the exec'd process is a child of the pod's shim, as on kind.
         pending = subprocess.Popen(kubelet.exec_argv(pod, "main", ["sleep", "3"]))
         try:
             def exec_visible() -> list[int]:
                 return [p for p in pids_in_cgroup(cid)
                         if (PROC / str(p) / "cmdline").read_bytes() == b"sleep\x003\x00"]
-            await until(exec_visible, what="the exec'd process in the container's cgroup")
+            exec_pid = (await until(exec_visible, what="the exec'd process in the container's cgroup"))[0]
             for pid in pids_in_cgroup(cid):
                 assert len(nspid(pid)) == 3, (pid, (PROC / str(pid) / "cmdline").read_bytes())
+            parent = _ppid(exec_pid)
+            assert (PROC / str(parent) / "cmdline").read_bytes().split(b"\0")[:3] == [
+                b"/usr/local/bin/containerd-shim-runc-v2", b"-namespace", b"k8s.io"]
+            assert _ppid(pids[0]) == parent
         finally:
             pending.kill()
             pending.wait()
@@ -172,8 +186,9 @@ def test_crash_loop_backs_off_and_counts_restarts(node: tuple[str, Path]) -> Non
 
         def backing_off() -> bool:
             seen.add(status_of(pod, "c")["state"].get("waiting", {}).get("reason", ""))
-            return int(status_of(pod, "c")["restartCount"]) >= 3
-        await until(backing_off, what="three restarts")
+            return int(status_of(pod, "c")["restartCount"]) >= 2
+        # Restart 1 at once, restart 2 after kubelet's 10 s back-off.
+        await until(backing_off, what="two restarts", timeout=30)
         status = status_of(pod, "c")
         assert "CrashLoopBackOff" in seen
         assert status["lastState"]["terminated"]["exitCode"] == 2
@@ -212,8 +227,7 @@ def test_unavailable_image_reports_err_image_pull(node: tuple[str, Path]) -> Non
         await kubelet.start_pod(pod, record)
         await until(lambda: any(r == "ImagePullBackOff" for r, _ in reasons), what="ImagePullBackOff")
         pull = next(m for r, m in reasons if r == "ErrImagePull")
-        assert pull == ('Failed to pull image "nginx:1.25": the sandbox runs only busybox and '
-                        "luksa/kubia (offline)")
+        assert pull == f'Failed to pull image "nginx:1.25": {IMAGE_UNAVAILABLE}'
         assert pod["status"]["phase"] == "Pending"
         await kubelet.delete_pod(pod)
 

@@ -128,7 +128,9 @@ def test_exit_status_frames() -> None:
     failure = apiserver._exit_status(3, b"")
     assert failure["reason"] == "NonZeroExitCode"
     assert failure["details"]["causes"] == [{"reason": "ExitCode", "message": "3"}]
-    missing = apiserver._exit_status(127, b"nsenter: failed to execute nope: No such file or directory\n")
+    missing = apiserver._exit_status(1, b'ctr: OCI runtime exec failed: exec failed: unable to start '
+                                        b'container process: exec: "nope": executable file not found in '
+                                        b'$PATH: unknown\n')
     assert missing["status"] == "Failure" and "executable file not found in $PATH" in missing["message"]
     # The same exit code from the user's own command is just an exit code.
     assert apiserver._exit_status(127, b"sh: nope: not found\n")["details"]["causes"][0]["message"] == "127"
