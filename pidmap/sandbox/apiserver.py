@@ -90,6 +90,7 @@ API_RESOURCES: Obj = {
         _resource("nodes", "Node", False, ["get", "list", "watch"], ["no"], "node"),
         _resource("pods", "Pod", True, ["create", "delete", "get", "list", "patch", "watch"], ["po"], "pod")
         | {"categories": ["all"]},
+        _resource("pods/ephemeralcontainers", "Pod", True, ["get", "patch", "update"]),
         _resource("pods/exec", "PodExecOptions", True, ["create", "get"]),
         _resource("pods/log", "Pod", True, ["get"]),
     ],
@@ -342,6 +343,10 @@ class ApiServer:
                 get("/api/v1/namespaces/{namespace}/pods/{name}", self.get_pod),
                 web.delete("/api/v1/namespaces/{namespace}/pods/{name}", self.delete_pod),
                 web.patch("/api/v1/namespaces/{namespace}/pods/{name}", self.patch_pod),
+                get("/api/v1/namespaces/{namespace}/pods/{name}/ephemeralcontainers", self.get_pod),
+                web.patch(
+                    "/api/v1/namespaces/{namespace}/pods/{name}/ephemeralcontainers", self.patch_ephemeral
+                ),
                 get("/api/v1/namespaces/{namespace}/pods/{name}/exec", self.exec_pod),
                 get("/api/v1/namespaces/{namespace}/pods/{name}/log", self.pod_log),
                 post("/api/v1/namespaces/{namespace}/pods/{name}/exec", self.exec_pod),
@@ -873,6 +878,86 @@ class ApiServer:
         self.store.changed("pods", "MODIFIED", pod)
         return self._respond(request, "pods", pod)
 
+    def _exec_abort(self, argv: list[str]) -> Callable[[], Awaitable[None]] | None:
+        """The runtime's way to stop an exec whose client went away (``kill_exec``), if it has one:
+        killing the local launcher does not reach a process that the container's shim started."""
+        kill_exec = getattr(self.runtime, "kill_exec", None)
+        if kill_exec is None:
+            return None
+
+        async def abort() -> None:
+            with contextlib.suppress(Exception):
+                await kill_exec(argv)
+
+        return abort
+
+    async def patch_ephemeral(self, request: web.Request) -> web.Response:
+        """``kubectl debug``: the ephemeralcontainers subresource may only add ephemeral containers."""
+        pod = self._pod(request.match_info["namespace"], request.match_info["name"])
+        name = pod["metadata"]["name"]
+        if request.content_type not in (
+            "application/merge-patch+json",
+            "application/strategic-merge-patch+json",
+        ):
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the sandbox API server does not support patches of type {request.content_type!r}",
+                {},
+            )
+        patch = await _read_json(request)
+        if request.content_type == "application/strategic-merge-patch+json":
+            merged = _strategic_merge(pod, patch)
+        else:
+            merged = objects.merge_patch(pod, patch)
+        old = pod["spec"].get("ephemeralContainers") or []
+        new = (merged.get("spec") or {}).get("ephemeralContainers") or []
+        others = {k: v for k, v in (merged.get("spec") or {}).items() if k != "ephemeralContainers"}
+        if (
+            others != {k: v for k, v in pod["spec"].items() if k != "ephemeralContainers"}
+            or new[: len(old)] != old
+        ):
+            raise objects.invalid(
+                "Pod",
+                name,
+                [
+                    {
+                        "reason": "FieldValueForbidden",
+                        "field": "spec.ephemeralContainers",
+                        "message": "Forbidden: existing ephemeral containers may not be changed or removed",
+                    }
+                ],
+            )
+        taken = set(objects.container_names(pod))
+        added = new[len(old) :]
+        for container in added:
+            if not container.get("name") or container["name"] in taken or not container.get("image"):
+                raise objects.invalid(
+                    "Pod",
+                    name,
+                    [
+                        {
+                            "reason": "FieldValueInvalid",
+                            "field": "spec.ephemeralContainers",
+                            "message": f"Invalid value: {container.get('name')!r}: "
+                            "a new, unique name and an image",
+                        }
+                    ],
+                )
+            taken.add(container["name"])
+            container.setdefault("terminationMessagePath", "/dev/termination-log")
+            container.setdefault("terminationMessagePolicy", "File")
+            container.setdefault("imagePullPolicy", "IfNotPresent")
+        if request.query.get("dryRun"):
+            return self._respond(request, "pods", merged)
+        pod["spec"]["ephemeralContainers"] = new
+        add = getattr(self.runtime, "add_ephemeral", None)
+        for container in added:
+            if add is not None:
+                await add(pod, container)
+        self.store.changed("pods", "MODIFIED", pod)
+        return self._respond(request, "pods", pod)
+
     # -- exec -----------------------------------------------------------------------------------
 
     async def exec_pod(self, request: web.Request) -> web.StreamResponse:
@@ -937,6 +1022,7 @@ class ApiServer:
                     stderr=stderr,
                     tty=tty,
                     command=command,
+                    abort=self._exec_abort(argv),
                 )
             await socket.close()
         finally:
@@ -1076,6 +1162,7 @@ async def _run_exec(
     stderr: bool,
     tty: bool,
     command: list[str],
+    abort: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     process = await asyncio.create_subprocess_exec(
         *argv,
@@ -1142,6 +1229,8 @@ async def _run_exec(
         if reader in done and pumps not in done:
             # The client went away (or closed) before the command ended: the command must not outlive it.
             if socket.closed:
+                if abort is not None:
+                    await abort()
                 _kill_group(process.pid)
             await pumps
         code = await process.wait()
@@ -1149,6 +1238,8 @@ async def _run_exec(
             await flush_held()
         await _send_status(socket, _exit_status(code, bytes(early_stderr), command))
     except (ConnectionError, RuntimeError):
+        if abort is not None:
+            await abort()
         _kill_group(process.pid)
         await process.wait()
     finally:

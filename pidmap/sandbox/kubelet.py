@@ -403,7 +403,7 @@ class Kubelet:
                     self._node_up[node.name] = up = False
                 if not up:  # idempotent: pods already lost or finished are left alone
                     self._mark_node_lost(node.name)
-                elif was_up is False:
+                elif was_up is not None:  # lost pods of a node that answers: tried again each poll
                     self._resume_node(node.name)
             await asyncio.sleep(NODE_POLL_SECONDS)
 
@@ -526,6 +526,17 @@ class Kubelet:
         return self._nodes[run.node.name].ctr_argv(
             "tasks", "exec", "--exec-id", f"exec-{secrets.token_hex(8)}", state.container_id, *command,
             stdin=True)
+
+    async def kill_exec(self, argv: list[str]) -> None:
+        """Kill an exec started with ``exec_argv`` (its client went away): ``ctr task kill --exec-id``."""
+        if "--exec-id" not in argv:
+            return
+        at = argv.index("--exec-id")
+        exec_id, container_id = argv[at + 1], argv[at + 2]
+        node = argv[argv.index("ctr") - 1]
+        if node in self._nodes:
+            await self._nodes[node].ctr("tasks", "kill", "--exec-id", exec_id, "--signal", "SIGKILL",
+                                        container_id, timeout=5.0)
 
     async def close(self) -> None:
         tasks = [run.task for run in self._pods.values() if run.task]

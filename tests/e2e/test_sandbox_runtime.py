@@ -310,6 +310,39 @@ def test_status_lists_nodes_and_pods(private: Sandbox) -> None:
     private.kubectl("delete", "pod", "pa-status")
 
 
+def _node_ready(box: Sandbox, node: str) -> str:
+    nodes = json.loads(box.kubectl("get", "node", node, "-o", "json").stdout)
+    return str(next(c for c in nodes["status"]["conditions"] if c["type"] == "Ready")["status"])
+
+
+def _on(node: str, name: str) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                       "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox",
+                                                                  "command": ["sleep", "3600"]}]}})
+
+
+def test_paused_node_is_not_ready_then_resumes_and_starts_new_pods(private: Sandbox) -> None:
+    worker = f"{private.name}-worker2"
+    private.kubectl("apply", "-f", "-", input=_on(worker, "pa-frozen"))
+    before = container_id(statuses(private.wait_phase("pa-frozen", {"Running"}))["c"])
+    subprocess.run(["docker", "pause", worker], check=True, capture_output=True)
+    try:
+        wait_for(lambda: _node_ready(private, worker) != "True", timeout=10, what="node NotReady")
+        time.sleep(10)
+    finally:
+        subprocess.run(["docker", "unpause", worker], check=True, capture_output=True)
+    unpaused = time.monotonic()
+    private.kubectl("apply", "-f", "-", input=_on(worker, "pa-after-pause"))
+    private.wait_phase("pa-after-pause", {"Running"}, timeout=30)
+    assert time.monotonic() - unpaused < 30
+    assert _node_ready(private, worker) == "True"
+    # The pod that ran through the pause is adopted: the same container, never restarted.
+    pod = private.wait_phase("pa-frozen", {"Running"}, timeout=30)
+    assert container_id(statuses(pod)["c"]) == before and statuses(pod)["c"]["restartCount"] == 0
+    assert pids_in_cgroup(before)
+    private.kubectl("delete", "pod", "pa-frozen", "pa-after-pause")
+
+
 def test_stopped_node_makes_its_pods_unknown(private: Sandbox) -> None:
     worker = f"{private.name}-worker"
     manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pa-lost"},
@@ -327,6 +360,15 @@ def test_stopped_node_makes_its_pods_unknown(private: Sandbox) -> None:
     ready = next(c for c in nodes["status"]["conditions"] if c["type"] == "Ready")
     assert ready["status"] != "True"
     assert not pids_in_cgroup(cid)
+    # Started again, the node's containerd has lost its tasks: the pod runs again in a new sandbox,
+    # its container restarted once (the lost one reported with exit code 255, as kubelet does).
+    subprocess.run(["docker", "start", worker], check=True, capture_output=True)
+    pod = private.wait_phase("pa-lost", {"Running"}, timeout=60)
+    status = statuses(pod)["c"]
+    assert status["restartCount"] == 1 and status["lastState"]["terminated"]["exitCode"] == 255, status
+    assert pids_in_cgroup(container_id(status))
+    private.kubectl("delete", "pod", "pa-lost")
+    subprocess.run(["docker", "stop", "-t", "1", worker], check=True, capture_output=True)
 
 
 def test_down_leaves_nothing_behind(private: Sandbox) -> None:

@@ -1,0 +1,160 @@
+"""The sandbox's nodes run kind's container runtime: containerd, containerd-shim-runc-v2 and runc.
+
+What the course's own commands show on a node (``docker exec NODE ps -aux``, ``kubectl exec ... --
+ps -aux``) and what containerd holds (``ctr -n k8s.io containers ls``) are checked against the
+kernel's /proc, as on kind (REAL-NODES.md §2).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Sandbox
+from tests.kernel import nspid, pids_in_cgroup
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.docker, pytest.mark.root]
+
+PROC = Path("/proc")
+PROCPS_HEADER = ["USER", "PID", "%CPU", "%MEM", "VSZ", "RSS", "TTY", "STAT", "START", "TIME", "COMMAND"]
+
+
+def _docker_exec(node: str, *argv: str) -> str:
+    return subprocess.run(["docker", "exec", node, *argv], capture_output=True, text=True, check=True,
+                          timeout=30).stdout
+
+
+def _ps_aux(text: str) -> list[dict[str, str]]:
+    lines = text.splitlines()
+    assert lines[0].split() == PROCPS_HEADER, lines[0]
+    rows = []
+    for line in lines[1:]:
+        fields = line.split(None, 10)
+        rows.append(dict(zip(PROCPS_HEADER, fields, strict=False)))
+    return rows
+
+
+def _status_ids(pod: dict[str, Any]) -> list[str]:
+    status = pod["status"]
+    entries = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or []),
+               *(status.get("ephemeralContainerStatuses") or [])]
+    return [str(e["containerID"]).removeprefix("containerd://") for e in entries if e.get("containerID")]
+
+
+def _cmdline(pid: int) -> str:
+    return (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def test_node_ps_aux_shows_node_app_once_under_the_pods_shim(sandbox: Sandbox) -> None:
+    pod = sandbox.apply_example("kubia-manual.yaml")
+    node = pod["spec"]["nodeName"]
+    rows = _ps_aux(_docker_exec(node, "ps", "-aux"))
+    app = [row for row in rows if "app.js" in row["COMMAND"]]
+    assert [row["COMMAND"] for row in app] == ["node app.js"], app
+    # Its parent, from the node's own ps: the pod's shim, in containerd's k8s.io namespace.
+    listing = _docker_exec(node, "ps", "-e", "-o", "pid=,ppid=,args=").splitlines()
+    tree = {int(pid): (int(ppid), args) for pid, ppid, args in (line.split(None, 2) for line in listing)}
+    parent_args = tree[tree[int(app[0]["PID"])][0]][1]
+    shim = "/usr/local/bin/containerd-shim-runc-v2 -namespace k8s.io -id "
+    assert parent_args.startswith(shim), parent_args
+    # One shim per pod (kind): its -id is the pod's sandbox, whose process is /pause beside the app.
+    shim_pid = tree[int(app[0]["PID"])][0]
+    children = sorted(args for pid, (ppid, args) in tree.items() if ppid == shim_pid)
+    assert children == ["/pause", "node app.js"], children
+    sandbox_id = parent_args.split(" -id ", 1)[1].split()[0]
+    labels = _docker_exec(node, "ctr", "-n", "k8s.io", "containers", "info", sandbox_id)
+    info = json.loads(labels)["Labels"]
+    assert info["io.kubernetes.pod.name"] == "kubia-manual" and info["io.kubernetes.pod.uid"] == pod[
+        "metadata"]["uid"] and info["io.cri-containerd.kind"] == "sandbox"
+    # Inside the container: the course's columns, PID 1 is node app.js.
+    inside = _ps_aux(sandbox.kubectl("exec", "kubia-manual", "--", "ps", "-aux").stdout)
+    assert inside[0]["PID"] == "1" and inside[0]["COMMAND"] == "node app.js", inside
+
+
+def test_no_host_process_but_the_container_carries_its_command(sandbox: Sandbox) -> None:
+    pod = sandbox.apply_example("kubia-manual.yaml")
+    cid = _status_ids(pod)[0]
+    own = set(pids_in_cgroup(cid))
+    carrying = []
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            try:
+                if "app.js" in _cmdline(int(entry.name)):
+                    carrying.append(int(entry.name))
+            except OSError:
+                continue
+    assert carrying and set(carrying) <= own, {pid: _cmdline(pid) for pid in carrying}
+    assert all(len(nspid(pid)) == 3 for pid in carrying), {pid: nspid(pid) for pid in carrying}
+
+
+def test_containerd_lists_every_container_id_the_statuses_report(sandbox: Sandbox) -> None:
+    sandbox.apply_example("kubia-manual.yaml")
+    sandbox.apply_example("sidecar.yaml")
+    pods = json.loads(sandbox.kubectl("get", "pods", "-o", "json").stdout)["items"]
+    by_node: dict[str, set[str]] = {}
+    for pod in pods:
+        if pod["status"].get("phase") in ("Running", "Pending", "Succeeded", "Failed"):
+            by_node.setdefault(pod["spec"]["nodeName"], set()).update(_status_ids(pod))
+    assert by_node
+    for node, ids in by_node.items():
+        listed = set(_docker_exec(node, "ctr", "-n", "k8s.io", "containers", "ls", "-q").split())
+        assert ids <= listed, (node, ids - listed)
+
+
+def test_crash_looping_container_backs_off_like_kubelet(sandbox: Sandbox) -> None:
+    sandbox.kubectl("run", "pa-crashloop", "--image=busybox", "--restart=Always", "--", "sh", "-c", "exit 2")
+    try:
+        started = time.monotonic()
+        seen: set[str] = set()
+        while time.monotonic() - started < 30:
+            status = sandbox.pod("pa-crashloop")["status"].get("containerStatuses") or [{}]
+            seen.add(((status[0].get("state") or {}).get("waiting") or {}).get("reason", ""))
+            time.sleep(1)
+        status = sandbox.pod("pa-crashloop")["status"]["containerStatuses"][0]
+        # Restart 1 at once, 2 after 10 s, 3 after 20 s more: never more than 3 in 30 s.
+        assert 2 <= status["restartCount"] <= 3, status
+        assert status["lastState"]["terminated"]["exitCode"] == 2
+        assert "CrashLoopBackOff" in seen, seen
+    finally:
+        sandbox.kubectl("delete", "pod", "pa-crashloop", "--wait=true")
+
+
+def test_host_pid_pod_runs_in_the_nodes_pid_namespace(sandbox: Sandbox) -> None:
+    manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pa-hostpid"},
+                "spec": {"hostPID": True, "containers": [{"name": "c", "image": "busybox",
+                                                          "command": ["sleep", "3600"]}]}}
+    sandbox.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    try:
+        pod = sandbox.wait_phase("pa-hostpid", {"Running"})
+        pids = pids_in_cgroup(_status_ids(pod)[0])
+        assert pids and all(len(nspid(pid)) == 2 for pid in pids), {pid: nspid(pid) for pid in pids}
+        node_init = int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", pod["spec"]["nodeName"]],
+                                       capture_output=True, text=True, check=True).stdout)
+        node_ns = (PROC / str(node_init) / "ns" / "pid").readlink()
+        assert (PROC / str(pids[0]) / "ns" / "pid").readlink() == node_ns
+        # The container sees the node's processes: containerd among them.
+        assert "containerd" in sandbox.kubectl("exec", "pa-hostpid", "--", "ps").stdout
+    finally:
+        sandbox.kubectl("delete", "pod", "pa-hostpid", "--wait=true")
+
+
+def test_active_deadline_fails_the_pod_and_kills_its_containers(sandbox: Sandbox) -> None:
+    manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pa-deadline"},
+                "spec": {"activeDeadlineSeconds": 3, "containers": [{"name": "c", "image": "busybox",
+                                                                      "command": ["sleep", "3600"]}]}}
+    sandbox.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    try:
+        running = sandbox.wait_phase("pa-deadline", {"Running"})
+        cid = _status_ids(running)[0]
+        assert pids_in_cgroup(cid)
+        pod = sandbox.wait_phase("pa-deadline", {"Failed"}, timeout=30)
+        assert pod["status"]["reason"] == "DeadlineExceeded", pod["status"]
+        assert "terminated" in pod["status"]["containerStatuses"][0]["state"]
+        assert not pids_in_cgroup(cid)
+    finally:
+        sandbox.kubectl("delete", "pod", "pa-deadline", "--wait=true")
