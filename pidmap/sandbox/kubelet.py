@@ -901,6 +901,13 @@ class Kubelet:
             target_pid = (await runtime.tasks()).get(run.containers[target].container_id, (0, ""))[0]
             if target_pid:
                 argv += ["--with-ns", f"pid:/proc/{target_pid}/ns/pid"]
+        security = container.get("securityContext") or {}
+        if security.get("privileged"):
+            argv += ["--privileged"]
+        capabilities = security.get("capabilities") or {}
+        for flag, key in (("--cap-add", "add"), ("--cap-drop", "drop")):
+            for capability in capabilities.get(key) or []:
+                argv += [flag, f"CAP_{str(capability).upper().removeprefix('CAP_')}"]
         mounts = self._mounts(run, container)
         if mounts:
             await runtime.node_exec("mkdir", "-p", *(source for source, _ in mounts))
@@ -923,11 +930,8 @@ class Kubelet:
         state.container_id = container_id
         state.running = True
         entry.update({"containerID": f"containerd://{container_id}", "imageID": image_id, "image": reference,
-                      "started": True, "ready": kind != "ephemeral" and True,
+                      "started": True, "ready": kind != "ephemeral",  # ephemeral: never ready
                       "state": {"running": {"startedAt": started_at}}})
-        if kind == "ephemeral":
-            entry.pop("ready", None)
-            entry.pop("started", None)
         self._update_phase(run)
         return await self._wait(runtime, run, container, kind, container_id, started_at, exit_future)
 
@@ -959,9 +963,8 @@ class Kubelet:
         if created:
             terminated["containerID"] = full_id
         entry["state"] = {"terminated": terminated}
-        if kind != "ephemeral":
-            entry["ready"] = kind == "init" and exit_code == 0
-            entry["started"] = False
+        entry["ready"] = kind == "init" and exit_code == 0
+        entry["started"] = False
         policy = run.pod["spec"].get("restartPolicy", "Always")
         will_restart = policy == "Always" or (policy == "OnFailure" and exit_code != 0)
         if kind == "init":

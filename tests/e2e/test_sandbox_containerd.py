@@ -158,3 +158,56 @@ def test_active_deadline_fails_the_pod_and_kills_its_containers(sandbox: Sandbox
         assert not pids_in_cgroup(cid)
     finally:
         sandbox.kubectl("delete", "pod", "pa-deadline", "--wait=true")
+
+
+def _show(sandbox: Sandbox, pod: str) -> dict[str, Any]:
+    return dict(json.loads(sandbox.pidmap("show", pod, "-o", "json").stdout))
+
+
+def test_pause_image_pod_has_no_shell_and_is_mapped_from_the_host(sandbox: Sandbox) -> None:
+    sandbox.kubectl("run", "pa-pauseonly", "--image=registry.k8s.io/pause:3.10")
+    try:
+        pod = sandbox.wait_phase("pa-pauseonly", {"Running"})
+        failed = sandbox.kubectl("exec", "pa-pauseonly", "--", "ls", check=False)
+        assert failed.returncode != 0
+        assert 'exec: "ls": executable file not found in $PATH' in failed.stderr, failed.stderr
+        cid = _status_ids(pod)[0]
+        (host_pid,) = pids_in_cgroup(cid)
+        shown = _show(sandbox, "pa-pauseonly")
+        (row,) = shown["containers"][0]["processes"]
+        assert (row["container_pid"], row["host_pid"], row["command"]) == (1, host_pid, "/pause")
+        assert nspid(host_pid) == [host_pid, row["node_pid"], 1]
+        assert any("no shell" in note for note in shown["notes"]), shown["notes"]
+    finally:
+        sandbox.kubectl("delete", "pod", "pa-pauseonly", "--wait=true")
+
+
+def test_kubectl_debug_adds_an_ephemeral_container_in_its_targets_pid_namespace(sandbox: Sandbox) -> None:
+    sandbox.kubectl("run", "pa-debugme", "--image=busybox", "--", "sleep", "3600")
+    try:
+        sandbox.wait_phase("pa-debugme", {"Running"})
+        sandbox.kubectl("debug", "pa-debugme", "--image=busybox", "--target=pa-debugme", "--",
+                        "sleep", "1000")
+
+        def debugger_running() -> dict[str, Any] | None:
+            entries = sandbox.pod("pa-debugme")["status"].get("ephemeralContainerStatuses") or []
+            return entries[0] if entries and "running" in entries[0]["state"] else None
+
+        deadline = time.monotonic() + 30
+        while not (entry := debugger_running()):
+            assert time.monotonic() < deadline, "the ephemeral container never ran"
+            time.sleep(0.3)
+        pod = sandbox.pod("pa-debugme")
+        app_pids = pids_in_cgroup(_status_ids(pod)[0])
+        debug_pids = pids_in_cgroup(str(entry["containerID"]).removeprefix("containerd://"))
+        assert debug_pids and all(len(nspid(pid)) == 3 for pid in debug_pids)
+        # The kernel: the debugger's sleep is in the target's PID namespace, where sleep 3600 is PID 1.
+        target_ns = (PROC / str(app_pids[0]) / "ns" / "pid").readlink()
+        assert all((PROC / str(pid) / "ns" / "pid").readlink() == target_ns for pid in debug_pids)
+        shown = _show(sandbox, "pa-debugme")
+        by_type = {c["type"]: c for c in shown["containers"]}
+        assert by_type["ephemeral"]["name"] == entry["name"]
+        commands = {p["command"] for p in by_type["ephemeral"]["processes"]}
+        assert {"sleep 1000", "sleep 3600"} <= commands, commands
+    finally:
+        sandbox.kubectl("delete", "pod", "pa-debugme", "--wait=true")

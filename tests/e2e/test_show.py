@@ -242,7 +242,7 @@ spec:
 """
 
 # PID 1 is sleep 3001; `unshare` makes a PID namespace nested inside the container whose own PID 1
-# is `sleep 3000`, as docker-in-docker or kind-in-a-pod do.
+# is `sleep 3000`, as docker-in-docker or kind-in-a-pod do (which needs CAP_SYS_ADMIN, as on kind).
 NESTED = """
 apiVersion: v1
 kind: Pod
@@ -253,6 +253,9 @@ spec:
   - name: outer
     image: busybox:1.36
     command: ["sh", "-c", "unshare --pid --fork --mount-proc sleep 3000 & exec sleep 3001"]
+    securityContext:
+      capabilities:
+        add: ["SYS_ADMIN"]
 """
 
 
