@@ -10,11 +10,11 @@
 #   $ kubectl get pods -o wide
 #   NAME           READY   STATUS    RESTARTS   AGE   IP           NODE            ...
 #   kubia-manual   1/1     Running   0          2s    10.244.2.2   learn-k8s-m03   ...
-#   $ kubectl exec kubia-manual -- ps aux
-#   PID   USER     COMMAND
-#       1 root     node app.js
-#   $ docker exec learn-k8s-m03 ps aux
-#   ...
+#   $ kubectl exec kubia-manual -- ps -aux
+#   USER         PID %CPU %MEM    VSZ   RSS TTY      STAT START   TIME COMMAND
+#   root           1  0.9  0.1 727648 41844 ?        Ssl  03:37   0:00 node app.js
+#   $ docker exec learn-k8s-m03 ps -aux
+#   ...    (containerd, the pod's containerd-shim-runc-v2, /pause, node app.js)
 #   $ pidmap show kubia-manual
 #   (the whole chain: container PID 1 <-> node PID <-> host PID)
 #
@@ -34,7 +34,7 @@ fi
 run kubectl apply -f examples/kubia-manual.yaml
 kubectl wait --for=jsonpath='{.status.phase}'=Running pod/kubia-manual --timeout=60s >/dev/null
 run kubectl get pods -o wide
-run kubectl exec kubia-manual -- ps aux
+run kubectl exec kubia-manual -- ps -aux
 node=$(kubectl get pod kubia-manual -o jsonpath='{.spec.nodeName}')
-run docker exec "$node" ps aux
+run docker exec "$node" ps -aux
 run pidmap show kubia-manual

@@ -1010,8 +1010,7 @@ class Kubelet:
     async def _remove_containers(self, runtime: NodeRuntime, ids: list[str]) -> None:
         ids = [i for i in ids if i]
         if ids:
-            for container_id in ids:
-                await runtime.ctr("tasks", "delete", "--force", container_id)
+            await asyncio.gather(*(runtime.ctr("tasks", "delete", "--force", i) for i in ids))
             await runtime.ctr("containers", "delete", *ids)
 
     async def _teardown(self, run: PodRun, remove: bool) -> None:
@@ -1023,23 +1022,20 @@ class Kubelet:
         ids = result.stdout.split() if result.returncode == 0 else []
         tasks = await runtime.tasks()
         live = [i for i in ids if tasks.get(i, (0, ""))[1] == "RUNNING"]
-        for container_id in live:
-            await runtime.ctr("tasks", "kill", "--signal", "SIGTERM", container_id)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + GRACE_SECONDS
-        while live and loop.time() < deadline:
-            await asyncio.sleep(0.2)
-            tasks = await runtime.tasks()
-            live = [i for i in live if tasks.get(i, (0, ""))[1] == "RUNNING"]
-        for container_id in live:
-            await runtime.ctr("tasks", "kill", "--signal", "SIGKILL", container_id)
+        # Exits come from containerd's events: SIGTERM to all at once, the grace period, then SIGKILL.
+        exits = {i: runtime.waiters.get(i) or runtime.expect_exit(i) for i in live}
+        await asyncio.gather(*(runtime.ctr("tasks", "kill", "--signal", "SIGTERM", i) for i in live))
+        if exits:
+            _, pending = await asyncio.wait(exits.values(), timeout=GRACE_SECONDS)
+            stubborn = [i for i, future in exits.items() if future in pending]
+            await asyncio.gather(*(runtime.ctr("tasks", "kill", "--signal", "SIGKILL", i) for i in stubborn))
+            if pending:
+                await asyncio.wait(pending, timeout=CALL_TIMEOUT)
         for state in run.containers.values():
             state.running = False
         keep = set() if remove else {s.container_id for s in run.containers.values()}
         await self._remove_containers(runtime, [i for i in ids if i not in keep])
-        for container_id in ids:
-            if container_id in keep:
-                await runtime.ctr("tasks", "delete", "--force", container_id)
+        await asyncio.gather(*(runtime.ctr("tasks", "delete", "--force", i) for i in ids if i in keep))
         run.sandbox_id = ""
         run.sandbox_pid = 0
         if remove:

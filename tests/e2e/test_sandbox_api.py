@@ -287,7 +287,8 @@ def test_python_client_exec_matches_kubectl(sandbox: Sandbox, kubia: dict[str, A
     kubectl_out = sandbox.kubectl("exec", "kubia-manual", "--", "ps", "aux").stdout
 
     def pid1(text: str) -> str:
-        return next(line.split(None, 2)[2] for line in text.splitlines() if line.split()[:1] == ["1"])
+        # procps ps aux: USER PID %CPU %MEM VSZ RSS TTY STAT START TIME COMMAND
+        return next(line.split(None, 10)[10] for line in text.splitlines() if line.split()[1:2] == ["1"])
 
     assert pid1(out) == pid1(kubectl_out) == "node app.js"
     version = __import__("kubernetes").client.VersionApi(api.api_client).get_code()

@@ -8,6 +8,7 @@ kernel's /proc, as on kind (REAL-NODES.md §2).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -76,20 +77,39 @@ def test_node_ps_aux_shows_node_app_once_under_the_pods_shim(sandbox: Sandbox) -
     assert inside[0]["PID"] == "1" and inside[0]["COMMAND"] == "node app.js", inside
 
 
-def test_no_host_process_but_the_container_carries_its_command(sandbox: Sandbox) -> None:
-    pod = sandbox.apply_example("kubia-manual.yaml")
-    cid = _status_ids(pod)[0]
-    own = set(pids_in_cgroup(cid))
-    carrying = []
+def _host_processes_carrying(token: str) -> list[int]:
+    found = []
     for entry in PROC.iterdir():
         if entry.name.isdigit():
             try:
-                if "app.js" in _cmdline(int(entry.name)):
-                    carrying.append(int(entry.name))
+                if token in _cmdline(int(entry.name)):
+                    found.append(int(entry.name))
             except OSError:
                 continue
-    assert carrying and set(carrying) <= own, {pid: _cmdline(pid) for pid in carrying}
-    assert all(len(nspid(pid)) == 3 for pid in carrying), {pid: nspid(pid) for pid in carrying}
+    return found
+
+
+def test_no_host_process_but_the_container_carries_its_command(sandbox: Sandbox) -> None:
+    # A command no other process on this shared machine carries: only the container's own process
+    # (three-level NSpid, in the container's cgroup) may show it; no launcher or helper.
+    token = f"{31_000_000 + os.getpid()}"
+    sandbox.kubectl("run", "pa-argv", "--image=busybox", "--", "sleep", token)
+    try:
+        pod = sandbox.wait_phase("pa-argv", {"Running"})
+        own = set(pids_in_cgroup(_status_ids(pod)[0]))
+        carrying = _host_processes_carrying(f"sleep {token}")
+        assert carrying and set(carrying) <= own, {pid: _cmdline(pid) for pid in carrying}
+        assert all(len(nspid(pid)) == 3 for pid in carrying), {pid: nspid(pid) for pid in carrying}
+    finally:
+        sandbox.kubectl("delete", "pod", "pa-argv", "--wait=true")
+    # kubia-manual: within this sandbox's node containers, only the container carries app.js.
+    kubia = sandbox.apply_example("kubia-manual.yaml")
+    node_ids = [subprocess.run(["docker", "inspect", "-f", "{{.Id}}", node["metadata"]["name"]],
+                               capture_output=True, text=True, check=True).stdout.strip()
+                for node in json.loads(sandbox.kubectl("get", "nodes", "-o", "json").stdout)["items"]]
+    in_nodes = {pid for node_id in node_ids for pid in pids_in_cgroup(node_id)}
+    carrying = [pid for pid in _host_processes_carrying("app.js") if pid in in_nodes]
+    assert carrying and set(carrying) <= set(pids_in_cgroup(_status_ids(kubia)[0])), carrying
 
 
 def test_containerd_lists_every_container_id_the_statuses_report(sandbox: Sandbox) -> None:

@@ -63,14 +63,18 @@ def test_demo_runs_the_walkthrough_and_pidmap_show(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
         out = result.stdout
         for step in ("$ kubectl apply -f examples/kubia-manual.yaml", "$ kubectl get pods -o wide",
-                     "$ kubectl exec kubia-manual -- ps aux", "$ pidmap show kubia-manual"):
+                     "$ kubectl exec kubia-manual -- ps -aux", "$ pidmap show kubia-manual"):
             assert step in out
         # ground truth from kubectl, not from the demo: the node it names is the pod's node
         pod = json.loads(subprocess.run(["kubectl", "get", "pod", "kubia-manual", "-o", "json"],
                                         env=env, capture_output=True, text=True, check=True).stdout)
         node = pod["spec"]["nodeName"]
-        assert f"$ docker exec {node} ps aux" in out
-        assert re.search(r"^\s*1\s+\S+\s+\S*\s*node app\.js", out.split("$ kubectl exec")[1], re.M), out
+        assert f"$ docker exec {node} ps -aux" in out
+        # procps's columns, as on the course's nodes: USER PID ... COMMAND, PID 1 is node app.js
+        inside = out.split("$ kubectl exec")[1].split("$ docker exec")[0]
+        assert re.search(r"^root\s+1\s.*\snode app\.js$", inside, re.M), out
+        assert re.search(r"^USER\s+PID\s+%CPU\s+%MEM\s+VSZ\s+RSS\s+TTY\s+STAT\s+START\s+TIME\s+COMMAND$",
+                         out.split("$ docker exec")[1], re.M), out
     finally:
         run([*pidmap, "down", "--name", name], env=env)
 
