@@ -360,15 +360,20 @@ class ApiServer:
         self.store.load()
         self.store.save()
         log.info(
-            "store: %d pods, %d namespaces, resourceVersion %d (reloaded pods are not re-driven)",
+            "store: %d pods, %d namespaces, resourceVersion %d (reloaded pods are adopted from containerd)",
             len(self.store.pods),
             len(self.store.namespaces),
             self.store.revision,
         )
+        known = {node.name for node in self.spec.nodes}
         for pod in list(self.store.pods.values()):
             if pod["metadata"].get("deletionTimestamp"):
                 # A deletion the previous server did not finish: finish it.
                 self._spawn(self._finish_pod_delete(pod))
+            elif pod["spec"].get("nodeName") in known:
+                # The kubelet takes the pod up again: containers that still run are adopted
+                # (containerd is the source of truth), the others are started as after a crash.
+                await self.runtime.start_pod(pod, self._on_change(pod))
 
     async def _on_shutdown(self, _app: web.Application) -> None:
         for watcher in list(self.store.watchers):

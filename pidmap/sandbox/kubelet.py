@@ -502,8 +502,13 @@ class Kubelet:
     async def delete_pod(self, pod: Pod) -> None:
         uid = str(pod["metadata"]["uid"])
         run = self._pods.pop(uid, None)
-        if run is None:
-            return
+        if run is None:  # never driven by this process (e.g. a deletion the last server began)
+            found = [(i, n) for i, n in enumerate(self.spec.nodes) if n.name == pod["spec"].get("nodeName")]
+            if not found:
+                return
+            run = PodRun(pod, found[0][1], found[0][0], lambda: None, "")
+            with contextlib.suppress(NodeLost):
+                await self._node(run)
         if run.task:
             run.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -811,11 +816,14 @@ class Kubelet:
     async def _ensure_sandbox(self, runtime: NodeRuntime, run: PodRun) -> None:
         """RunPodSandbox, unless the pod's pause container runs (adopted after a restart)."""
         async with run.sandbox_lock:
-            if not run.sandbox_id:
+            if not run.sandbox_id:  # adopting: the pod's sandbox that still runs, if any
                 result = await runtime.ctr(
                     "containers", "ls", "-q", f'labels."io.kubernetes.pod.uid"=={run.uid},'
                     'labels."io.cri-containerd.kind"==sandbox')
-                run.sandbox_id = next(iter(result.stdout.split()), "") if result.returncode == 0 else ""
+                candidates = result.stdout.split() if result.returncode == 0 else []
+                tasks = await runtime.tasks() if candidates else {}
+                running = [i for i in candidates if tasks.get(i, (0, ""))[1] == "RUNNING"]
+                run.sandbox_id = (running or candidates or [""])[0]
             if run.sandbox_id:
                 pid_status = (await runtime.tasks()).get(run.sandbox_id)
                 if pid_status and pid_status[1] == "RUNNING":

@@ -345,6 +345,29 @@ def test_paused_node_is_not_ready_then_resumes_and_starts_new_pods(private: Sand
     private.kubectl("delete", "pod", "pa-frozen", "pa-after-pause")
 
 
+def test_restarted_api_server_adopts_running_pods(private: Sandbox) -> None:
+    from pidmap.sandbox import cluster
+    from pidmap.sandbox.layout import StatePaths
+
+    private.kubectl("apply", "-f", "-", input=_on(f"{private.name}-control-plane", "pa-adopt"))
+    before = container_id(statuses(private.wait_phase("pa-adopt", {"Running"}))["c"])
+    paths = StatePaths(private.state_dir)
+    old = int(paths.apiserver_pid.read_text())
+    os.kill(old, signal.SIGTERM)
+    wait_for(lambda: cluster.apiserver_pid(paths) is None, what="the API server to stop")
+    new = cluster._start_apiserver(paths.load_cluster(), paths, paths.token.read_text().strip())
+    assert new != old
+    # containerd is the source of truth: the same container, still running, never restarted.
+    time.sleep(2)
+    pod = private.wait_phase("pa-adopt", {"Running"})
+    status = statuses(pod)["c"]
+    assert container_id(status) == before and status["restartCount"] == 0 and status["ready"], status
+    assert [nspid(p)[-1] for p in pids_in_cgroup(before)] == [1]
+    assert private.kubectl("exec", "pa-adopt", "--", "cat", "/proc/1/cmdline").stdout == "sleep\x003600\x00"
+    private.kubectl("delete", "pod", "pa-adopt")
+    assert not pids_in_cgroup(before)
+
+
 def test_stopped_node_makes_its_pods_unknown(private: Sandbox) -> None:
     worker = f"{private.name}-worker"
     manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pa-lost"},
