@@ -24,10 +24,11 @@ static_busybox() {
   local candidate
   for candidate in /bin/busybox /usr/bin/busybox /usr/local/bin/busybox; do
     [ -x "$candidate" ] || continue
+    # ldd fails (exit 1) on a static binary: read its words, not its status (pipefail is on).
     if command -v ldd >/dev/null 2>&1; then
-      ldd "$candidate" 2>&1 | grep -qE 'not a dynamic executable|statically linked' && return 0
+      grep -qE 'not a dynamic executable|statically linked' <<<"$(ldd "$candidate" 2>&1 || true)" && return 0
     elif command -v file >/dev/null 2>&1; then
-      file -L "$candidate" | grep -qE 'statically linked|static-pie linked' && return 0
+      grep -qE 'statically linked|static-pie linked' <<<"$(file -L "$candidate" 2>&1 || true)" && return 0
     fi
   done
   return 1
