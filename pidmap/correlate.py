@@ -244,8 +244,34 @@ def map_container(pod: Pod, container: Container, probe: ProbeResult | None,
         notes.append(f"{container.name}: its processes could not be mapped")
     rows.sort(key=lambda row: (row.container_pid is None, row.container_pid or 0))
     cgroup_id = next((p.cgroup_id for p in members if p.cgroup_id), None) or container.container_id
+    first = next((p for p in members if p.pid_at(level) == 1), None) or min(
+        members, key=lambda p: (p.start_ticks or 0, p.pid), default=None)
+    ancestry = _ancestry(host, first) if host is not None and first is not None else ()
     return ContainerMap(container=container, pid_namespace=pid_ns, cgroup_id=cgroup_id,
-                        processes=tuple(rows), notes=tuple(notes))
+                        processes=tuple(rows), notes=tuple(notes), ancestry=ancestry)
+
+
+def _ancestry(host: HostView, first: RawProcess, limit: int = 16) -> tuple[Process, ...]:
+    """The parents of a container's first process inside the node, nearest first, up to the node's
+    init (PID 1 at the node's level): who runs the container (containerd-shim-runc-v2 on kind)."""
+    if host.node_level is None:
+        return ()
+    chain: list[Process] = []
+    current = host.table.by_pid.get(first.ppid)
+    while current is not None and len(chain) < limit:
+        node_pid = current.pid_at(host.node_level)
+        if node_pid is None:
+            break  # above the node: the host's own processes are not the node's runtime
+        parent = host.table.by_pid.get(current.ppid)
+        chain.append(Process(
+            container_pid=None, node_pid=node_pid, host_pid=current.pid_at(host.host_level),
+            ppid=(parent.pid_at(host.node_level) if parent is not None else None) or 0,
+            user=_user(current.uid, {0: "root"}), state=current.state,
+            command=current.cmdline or current.name, start_time=_start_time(host.table, current)))
+        if node_pid == 1:
+            break
+        current = parent
+    return tuple(chain)
 
 
 def _pids(pids: list[int]) -> str:

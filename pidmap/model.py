@@ -218,6 +218,9 @@ class ContainerMap:
     cgroup_id: str | None
     processes: tuple[Process, ...]
     notes: tuple[str, ...] = ()
+    # PID 1's parents up to the node's init, nearest first (on kind: the pod's
+    # containerd-shim-runc-v2, then the node's init); empty where the host side cannot see them.
+    ancestry: tuple[Process, ...] = ()
 
 
 @dataclass(frozen=True)

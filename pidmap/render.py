@@ -52,6 +52,8 @@ def _container_doc(cmap: ContainerMap) -> dict[str, Any]:
         "cgroup_id": cmap.cgroup_id,
         "image": c.image,
         "processes": [_process_doc(p) for p in cmap.processes],
+        # PID 1's parents in the node, nearest first: the runtime that runs the container.
+        "ancestry": [_process_doc(p) for p in cmap.ancestry],
         "notes": list(cmap.notes),
     }
 
@@ -133,6 +135,9 @@ def render_text(result: PodMap, wide: bool = False) -> str:
         lines.append(head)
         if cmap.processes:
             lines.append(_process_table(cmap.processes, wide))
+        if wide and cmap.ancestry:
+            lines.append("RUNS UNDER (PID 1's parents in the node, nearest first)")
+            lines.append(_process_table(cmap.ancestry, wide))
     if result.sandbox is not None or any("pid1" in p.flags for cmap in result.containers
                                          for p in cmap.processes):
         lines.append("\n* = PID 1 of the container's PID namespace")

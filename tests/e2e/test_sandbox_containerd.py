@@ -231,3 +231,24 @@ def test_kubectl_debug_adds_an_ephemeral_container_in_its_targets_pid_namespace(
         assert {"sleep 1000", "sleep 3600"} <= commands, commands
     finally:
         sandbox.kubectl("delete", "pod", "pa-debugme", "--wait=true")
+
+
+def test_show_wide_names_the_shim_that_runs_the_container(sandbox: Sandbox) -> None:
+    pod = sandbox.apply_example("kubia-manual.yaml")
+    node = pod["spec"]["nodeName"]
+    listing = _docker_exec(node, "ps", "-e", "-o", "pid=,ppid=,args=").splitlines()
+    tree = {int(pid): (int(ppid), args) for pid, ppid, args in (line.split(None, 2) for line in listing)}
+    (app_pid,) = [pid for pid, (_, args) in tree.items() if args == "node app.js"]
+    shim_pid = tree[app_pid][0]
+    # JSON: the ancestry is the node's own view (docker exec ps) and the kernel's (NSpid).
+    doc = _show(sandbox, "kubia-manual")
+    ancestry = doc["containers"][0]["ancestry"]
+    assert [(a["node_pid"], a["ppid"], a["command"]) for a in ancestry] == [
+        (shim_pid, tree[shim_pid][0], tree[shim_pid][1]), (1, 0, tree[1][1])], ancestry
+    assert nspid(ancestry[0]["host_pid"]) == [ancestry[0]["host_pid"], shim_pid]
+    # -o wide names the shim, with the same node PIDs.
+    wide = sandbox.pidmap("show", "kubia-manual", "-o", "wide").stdout
+    runs_under = wide.split("RUNS UNDER", 1)[1]
+    shim_row = next(line for line in runs_under.splitlines() if "containerd-shim-runc-v2" in line)
+    assert shim_row.split()[:4] == ["-", str(shim_pid), str(ancestry[0]["host_pid"]), str(tree[shim_pid][0])]
+    assert shim_row.rstrip().endswith(tree[shim_pid][1]), shim_row

@@ -135,3 +135,27 @@ def test_running_init_container_of_a_pending_pod_is_mapped() -> None:
     # A pod whose node stopped answering (Unknown) has states nobody can vouch for: nothing mapped.
     unknown = correlate(replace(pending, phase="Unknown"), node(DOC), probes, local_view(DOC))
     assert not unknown.running and unknown.containers[0].processes == ()
+
+
+def test_ancestry_walks_from_pid_1_to_the_nodes_init() -> None:
+    """kind's shape (REAL-NODES.md §2): app <- containerd-shim-runc-v2 <- the node's init; the
+    walk stops at the node's PID 1 and never climbs into the host's processes above it."""
+    from pidmap.correlate import _ancestry
+    from pidmap.model import ProcessTable, RawProcess
+
+    def proc(pid: int, nspid: tuple[int, ...], ppid: int, cmdline: str) -> RawProcess:
+        return RawProcess(pid=pid, nspid=nspid, ppid=ppid, uid=0, state="S", name=cmdline.split()[0],
+                          cmdline=cmdline)
+
+    shim = "/usr/local/bin/containerd-shim-runc-v2 -namespace k8s.io -id " + "a" * 64
+    table = ProcessTable(processes=(
+        proc(50, (50,), 1, "dockerd"),
+        proc(100, (100, 1), 50, "/init"),
+        proc(150, (150, 98), 100, shim),
+        proc(160, (160, 118, 1), 150, "/pause"),
+        proc(200, (200, 193, 1), 150, "node app.js"),
+    ))
+    host = HostView(table=table, via="local", node_level=1, host_level=0)
+    chain = _ancestry(host, table.by_pid[200])
+    assert [(p.node_pid, p.host_pid, p.ppid, p.command) for p in chain] == [
+        (98, 150, 1, shim), (1, 100, 0, "/init")]
