@@ -280,12 +280,23 @@ class NodeRuntime:
                 code = await self.delete_task(container_id)
                 self.exited(container_id, 255 if code is None else code)
 
+    async def _stop_stale_watchers(self) -> None:
+        """A `ctr events` left by an earlier kubelet (a killed `docker exec` client does not stop
+        what it started in the node): stopped by its PID, so the node shows one watcher."""
+        with contextlib.suppress(NodeLost):
+            listing = await self.node_exec("ps", "-e", "-o", "pid=,args=")
+            stale = [line.split(None, 1)[0] for line in listing.stdout.splitlines()
+                     if line.split(None, 1)[1:] == ["ctr events"]]
+            if stale:
+                await self.node_exec("kill", *stale)
+
     async def watch_events(self, is_up: Callable[[], bool]) -> None:
         """Follow containerd's /tasks/exit events for as long as the kubelet lives."""
         while True:
             if not is_up():
                 await asyncio.sleep(NODE_POLL_SECONDS)
                 continue
+            await self._stop_stale_watchers()
             process = await asyncio.create_subprocess_exec(
                 self.docker, "exec", self.node, "ctr", "events", stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, start_new_session=True)

@@ -364,6 +364,12 @@ def test_restarted_api_server_adopts_running_pods(private: Sandbox) -> None:
     assert container_id(status) == before and status["restartCount"] == 0 and status["ready"], status
     assert [nspid(p)[-1] for p in pids_in_cgroup(before)] == [1]
     assert private.kubectl("exec", "pa-adopt", "--", "cat", "/proc/1/cmdline").stdout == "sleep\x003600\x00"
+    # One event watcher per node, as one kubelet: the old server's was stopped, not left behind.
+    def watchers() -> list[str]:
+        args = subprocess.run(["docker", "exec", f"{private.name}-control-plane", "ps", "-e", "-o", "args="],
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+        return [line for line in args if line.strip() == "ctr events"]
+    wait_for(lambda: len(watchers()) == 1, what="one ctr events in the node")
     private.kubectl("delete", "pod", "pa-adopt")
     assert not pids_in_cgroup(before)
 
