@@ -168,29 +168,12 @@ def sees_container(container_id: str, host_pid: int | None, procfs_root: str = D
 
 def scan_in_container(client: Any, container_id: str, *, timeout: float = 30.0) -> ProcessTable:
     """Run the scan inside a (node) container with ``docker exec``; PIDs are that container's view."""
-    import docker.errors
-    import requests
+    from pidmap.sources.nodes import docker_errors, exec_output
 
-    from pidmap.sources.nodes import exec_output
-
-    try:
+    with docker_errors("docker exec into the node (the node-side reader)", container=container_id,
+                       timeout=timeout):
         exit_code, stdout, stderr = exec_output(
             client, container_id, ["sh", "-c", SCAN_SCRIPT, PROBE_MARKER, "full"], timeout=timeout)
-    except docker.errors.NotFound as err:
-        raise DockerError(f"node container {container_id[:12]} no longer exists",
-                          "the node was removed while pidmap ran; check: docker ps") from err
-    except docker.errors.APIError as err:
-        raise DockerError(f"docker exec into the node failed: {err.explanation or err}",
-                          "is the node container running? docker ps") from err
-    except docker.errors.DockerException as err:
-        raise DockerError(f"Docker engine error during docker exec: {err}",
-                          "check the engine: docker version") from err
-    except TimeoutError as err:
-        raise DockerError(f"the node-side reader did not finish within {timeout:g}s",
-                          "is the node stuck? docker top NODE") from err
-    except (requests.RequestException, OSError) as err:
-        raise DockerError(f"the Docker engine connection failed during docker exec: {err}",
-                          "check the engine: docker version") from err
     text = stdout.decode("utf-8", "replace")
     try:
         table = parse_scan(text)
