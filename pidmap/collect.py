@@ -14,11 +14,23 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from pidmap.correlate import correlate
 from pidmap.errors import DockerError, ExecError, NotFoundError, PidmapError, UsageError
-from pidmap.model import HostView, Node, Options, Pod, PodMap, ProcessTable, Subject, Target
+from pidmap.model import (
+    HostView,
+    Node,
+    Options,
+    Pod,
+    PodMap,
+    ProbeResult,
+    ProcessTable,
+    Subject,
+    Target,
+    Via,
+)
 from pidmap.nodemap import map_pods
 from pidmap.sources import hostprocs, kube, nodes
 from pidmap.whois import Answer, Level, NodeInfo, identify, node_of
@@ -41,17 +53,18 @@ def collect_pod(target: Target, options: Options) -> PodMap:
         node_future = pool.submit(_find_node, pod)
         probe_futures = {c.name: pool.submit(cluster.probe, target, c.name) for c in running}
         probes = {name: future.result() for name, future in probe_futures.items()}
-        client, node, node_note = _node_result(node_future, required=bool(running))
-    if node_note:
-        notes.append(node_note)
+        reach = _node_result(node_future, options.via, required=bool(running))
+    if reach.note:
+        notes.append(reach.note)
 
     host: HostView | None = None
     restarted: set[str] = set()
     if running:
-        host = hostprocs.host_view(client, node, options.via, timeout=options.exec_timeout)
+        if reach.host_side:
+            host = hostprocs.host_view(reach.client, reach.node, options.via, timeout=options.exec_timeout)
         restarted, restart_notes = _restarts(cluster, target, pod)
         notes.extend(restart_notes)
-    result = correlate(pod, node, probes, host, only_container=target.container, notes=tuple(notes))
+    result = correlate(pod, reach.node, probes, host, only_container=target.container, notes=tuple(notes))
     for cmap in result.containers:
         probe = probes.get(cmap.container.name)
         # A restarted container's exec failed because it went away under it: that is the news.
@@ -71,17 +84,40 @@ def _find_node(pod: Pod) -> tuple[Any, Node | None]:
     return client, nodes.find_node(client, pod.node_name)
 
 
-def _node_result(future: Future[tuple[Any, Node | None]], *,
-                 required: bool) -> tuple[Any, Node | None, str | None]:
+AGENT_HINT = "rerun with --via agent to read them through a short-lived pod on the node"
+
+
+def no_node_note(reason: str) -> str:
+    """The note of a map made without the node: what is missing, why, and how to get it."""
+    return f"node and host PIDs unknown: {reason}; {AGENT_HINT}"
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How the node of a pod can be read from here (Docker), or why not."""
+
+    client: Any = None
+    node: Node | None = None
+    note: str | None = None
+    host_side: bool = True  # False: nothing on this machine shows the node (no Docker, not a container)
+
+
+def _node_result(future: Future[tuple[Any, Node | None]], via: Via, *, required: bool) -> Reach:
     try:
         client, node = future.result()
     except nodes.DockerAccessDenied as err:
-        return None, None, f"Docker: {err.message} — node container and node PIDs unknown"
+        # This machine runs the engine (its socket is here): its /proc still shows host PIDs.
+        return Reach(note=f"Docker: {err.message} — node container and node PIDs unknown")
+    except (nodes.DockerUnavailable, nodes.NodeNotDockerError) as err:
+        if via in ("docker", "local"):
+            raise  # asked for by name: no way round it
+        # Degrade, never drop: the exec already gave the container level.
+        return Reach(note=no_node_note(err.message), host_side=False)
     except DockerError as err:
         if required:
             raise
-        return None, None, f"node container not looked up: {err.message}"
-    return client, node, None
+        return Reach(note=f"node container not looked up: {err.message}")
+    return Reach(client=client, node=node)
 
 
 def _restarts(cluster: kube.Cluster, target: Target, before: Pod) -> tuple[set[str], list[str]]:
@@ -118,31 +154,60 @@ def collect_node(node_name: str, options: Options) -> list[PodMap]:
     """Every pod scheduled on ``node_name``, mapped from one host scan and one list call."""
     cluster = kube.Cluster(options)
     pods = kube.list_pods(cluster, node_name=node_name)
-    client = nodes.docker_client()
     try:
+        client = nodes.docker_client()
         node = nodes.find_node(client, node_name)
-    except nodes.NodeNotDockerError as err:
+    except (nodes.DockerUnavailable, nodes.NodeNotDockerError) as err:
+        if options.via in ("docker", "local"):
+            raise
         if not pods:
-            raise NotFoundError(f"node {node_name} not found: no node container and no pod on it",
-                                "list nodes: kubectl get nodes") from err
-        raise
+            kube.get_node(cluster, node_name)  # NotFoundError when the cluster has no such node
+        return _probed(cluster, pods, {node_name: no_node_note(err.message)})
     return _collect(pods, {node.name: node}, client, options)
 
 
 def collect_all(namespace: str | None, options: Options) -> list[PodMap]:
     """Every pod of ``namespace`` (all namespaces when None), grouped by node, one scan in all."""
-    pods = kube.list_pods(kube.Cluster(options), namespace=namespace)
+    cluster = kube.Cluster(options)
+    pods = kube.list_pods(cluster, namespace=namespace)
     found: dict[str, Node] = {}
+    unreachable: dict[str, str] = {}
     client: Any = None
     wanted = sorted({pod.node_name for pod in pods if pod.node_name})
     if wanted:
-        client = nodes.docker_client()
-        for name in wanted:
+        try:
+            client = nodes.docker_client()
+        except nodes.DockerUnavailable as err:
+            if options.via in ("docker", "local"):
+                raise
+            unreachable = dict.fromkeys(wanted, no_node_note(err.message))
+        for name in wanted if client is not None else ():
             try:
                 found[name] = nodes.find_node(client, name)
-            except nodes.NodeNotDockerError:
-                continue  # reported as a note on each of its pods
-    return _collect(pods, found, client, options)
+            except nodes.NodeNotDockerError as err:
+                if options.via in ("docker", "local"):
+                    continue  # reported as a note on each of its pods
+                unreachable[name] = no_node_note(err.message)
+    mapped = _collect([p for p in pods if p.node_name not in unreachable], found, client, options)
+    probed = _probed(cluster, [p for p in pods if p.node_name in unreachable], unreachable)
+    return sorted([*mapped, *probed], key=lambda m: (m.pod.namespace, m.pod.name))
+
+
+def _probed(cluster: kube.Cluster, pods: list[Pod], notes: dict[str, str]) -> list[PodMap]:
+    """Pods whose node nothing here can read: the container level from one exec per running
+    container (in parallel), as ``show`` has it; node and host PIDs stay unknown, with a note."""
+    jobs = [(pod, c) for pod in pods for c in pod.containers if pod.runs(c)]
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(jobs)))) as pool:
+        futures = {(pod.namespace, pod.name, c.name): pool.submit(
+            cluster.probe, Target(namespace=pod.namespace, pod=pod.name), c.name) for pod, c in jobs}
+        results = {key: future.result() for key, future in futures.items()}
+    maps = []
+    for pod in sorted(pods, key=lambda p: (p.namespace, p.name)):
+        mine = [c.name for c in pod.containers if (pod.namespace, pod.name, c.name) in results]
+        probes: dict[str, ProbeResult] = {name: results[(pod.namespace, pod.name, name)] for name in mine}
+        note = notes.get(pod.node_name or "")
+        maps.append(correlate(pod, None, probes, None, notes=(note,) if note else ()))
+    return maps
 
 
 def _collect(pods: list[Pod], found: dict[str, Node], client: Any, options: Options) -> list[PodMap]:
@@ -178,7 +243,12 @@ def whois_pid(pid: int, options: Options, *, level: Level = "host", node_name: s
     if level == "node" and not node_name:
         raise UsageError("--level node needs --node NAME",
                          "node PIDs repeat across nodes: pidmap whois PID --level node --node NODE")
-    client = nodes.docker_client()
+    try:
+        client = nodes.docker_client()
+    except nodes.DockerUnavailable as err:
+        raise nodes.DockerUnavailable(
+            f"{err.message}: no way to the node containers from here",
+            "for a node PID: pidmap whois PID --level node --node NODE --via agent") from err
     node_list = nodes.list_nodes(client)
     table = hostprocs.scan_local(procfs_root)
     infos = _node_infos([n for n in node_list if n.running], table)

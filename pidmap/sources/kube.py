@@ -111,6 +111,7 @@ class Rest:
         url, headers = self.request_parts(path, query, method)
         response: Any = self.client.call_api(method, url, header_params=headers, body=body,
                                              _request_timeout=timeout)
+        response.read()
         text = (response.data or b"").decode("utf-8", "replace")
         if response.status >= 400:
             raise HttpError(response.status, response.reason or "", text)
