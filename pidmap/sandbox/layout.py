@@ -152,7 +152,6 @@ class StatePaths:
         return self.root / "namespaces.json"
 
     @property
-    @property
     def forbidden(self) -> Path:
         # RBAC stand-in: "verb:resource" rules the API server answers with 403, read per request.
         return self.root / "forbidden.json"

@@ -537,3 +537,12 @@ def list_pods(cluster: Cluster, *, namespace: str | None = None, node_name: str 
         except ForbiddenError:
             pass
     return [pod_from_api(item) for item in items]
+
+
+def get_node(cluster: Cluster, node_name: str) -> dict[str, Any]:
+    """The Node object; NotFoundError when the cluster has no node of that name."""
+    validate_node_name(node_name)
+    try:
+        return cluster.request("GET", f"/api/v1/nodes/{node_name}", what=f"node {node_name}")
+    except ApiNotFound as err:
+        raise NotFoundError(f'node "{node_name}" not found', "list nodes: kubectl get nodes") from err

@@ -9,11 +9,12 @@ status shapes are the ones a kubelet reports for each situation.
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pidmap.sandbox import apiserver, objects
+from pidmap.sandbox import apiserver, layout, objects
 from pidmap.sandbox.objects import ApiError
 
 NOW = datetime.datetime(2026, 1, 10, 12, 0, 0, tzinfo=datetime.UTC)
@@ -550,3 +551,10 @@ def test_rbac_refusal_of_a_create_names_no_object() -> None:
     body = objects.forbidden("u", "create", "pods", "", "ns").body()
     assert body["message"] == ('pods is forbidden: User "u" cannot create resource "pods" in API group "" '
                                'in the namespace "ns"')
+
+
+def test_forbidden_rules_round_trip(tmp_path: Path) -> None:
+    paths = layout.StatePaths(tmp_path)
+    assert paths.load_forbidden() == frozenset()
+    paths.save_forbidden(["create:pods", "create:pods/exec", "create:pods"])
+    assert paths.load_forbidden() == {"create:pods", "create:pods/exec"}
