@@ -12,9 +12,10 @@ is read again at the end so that a container that restarted meanwhile is reporte
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pidmap.correlate import correlate
@@ -32,11 +33,25 @@ from pidmap.model import (
     Via,
 )
 from pidmap.nodemap import map_pods
-from pidmap.sources import hostprocs, kube, nodes
+from pidmap.sources import agent, hostprocs, kube, nodes
 from pidmap.whois import Answer, Level, NodeInfo, identify, node_of
 
 
-def collect_pod(target: Target, options: Options) -> PodMap:
+@contextmanager
+def agents_for(options: Options) -> Iterator[agent.AgentSession | None]:
+    """The node agents of one run (``--via agent``; None otherwise), deleted however it ends: a
+    ``watch`` holds one session for all its refreshes, so each node's agent is reused."""
+    if options.via != "agent":
+        yield None
+        return
+    with agent.session(kube.Cluster(options), agent.settings_of(options)) as agents:
+        yield agents
+
+
+def collect_pod(target: Target, options: Options, agents: agent.AgentSession | None = None) -> PodMap:
+    if options.via == "agent" and agents is None:
+        with agents_for(options) as own:
+            return collect_pod(target, options, own)
     kube.validate_target(target)
     cluster = kube.Cluster(options)
     pod = cluster.get_pod(target)
@@ -50,17 +65,29 @@ def collect_pod(target: Target, options: Options) -> PodMap:
     notes: list[str] = []
 
     with ThreadPoolExecutor(max_workers=max(1, len(running) + 1)) as pool:
-        node_future = pool.submit(_find_node, pod)
+        if agents is not None:
+            # The agent pod starts while the probes run; it scans after them (their shells gone).
+            started = pool.submit(agents.start, pod.node_name) if running and pod.node_name else None
+        else:
+            node_future = pool.submit(_find_node, pod)
         probe_futures = {c.name: pool.submit(cluster.probe, target, c.name) for c in running}
         probes = {name: future.result() for name, future in probe_futures.items()}
-        reach = _node_result(node_future, options.via, required=bool(running))
+        if agents is not None:
+            reach = Reach(host_side=False)
+            if started is not None:
+                started.result()
+        else:
+            reach = _node_result(node_future, options.via, required=bool(running))
     if reach.note:
         notes.append(reach.note)
 
     host: HostView | None = None
     restarted: set[str] = set()
     if running:
-        if reach.host_side:
+        if agents is not None and pod.node_name:
+            host = hostprocs.agent_view(agents.scan(pod.node_name))
+            reach = Reach(node=machine_node(pod.node_name, host))
+        elif reach.host_side:
             host = hostprocs.host_view(reach.client, reach.node, options.via, timeout=options.exec_timeout)
         restarted, restart_notes = _restarts(cluster, target, pod)
         notes.extend(restart_notes)
@@ -82,6 +109,13 @@ def _find_node(pod: Pod) -> tuple[Any, Node | None]:
         return None, None
     client = nodes.docker_client()
     return client, nodes.find_node(client, pod.node_name)
+
+
+def machine_node(node_name: str, view: HostView | None) -> Node | None:
+    """The node as the agent saw it when it is a machine of its own (its host is itself)."""
+    if view is None or view.via != "agent" or view.node_level != 0 or view.host_level != 0:
+        return None
+    return Node(name=node_name, provider="machine", container_id="", host_pid=1)
 
 
 AGENT_HINT = "rerun with --via agent to read them through a short-lived pod on the node"
@@ -154,6 +188,8 @@ def collect_node(node_name: str, options: Options) -> list[PodMap]:
     """Every pod scheduled on ``node_name``, mapped from one host scan and one list call."""
     cluster = kube.Cluster(options)
     pods = kube.list_pods(cluster, node_name=node_name)
+    if options.via == "agent":
+        return _collect_by_agent(pods, [node_name], options)
     try:
         client = nodes.docker_client()
         node = nodes.find_node(client, node_name)
@@ -170,6 +206,8 @@ def collect_all(namespace: str | None, options: Options) -> list[PodMap]:
     """Every pod of ``namespace`` (all namespaces when None), grouped by node, one scan in all."""
     cluster = kube.Cluster(options)
     pods = kube.list_pods(cluster, namespace=namespace)
+    if options.via == "agent":
+        return _collect_by_agent(pods, sorted({p.node_name for p in pods if p.node_name}), options)
     found: dict[str, Node] = {}
     unreachable: dict[str, str] = {}
     client: Any = None
@@ -191,6 +229,23 @@ def collect_all(namespace: str | None, options: Options) -> list[PodMap]:
     mapped = _collect([p for p in pods if p.node_name not in unreachable], found, client, options)
     probed = _probed(cluster, [p for p in pods if p.node_name in unreachable], unreachable)
     return sorted([*mapped, *probed], key=lambda m: (m.pod.namespace, m.pod.name))
+
+
+def _collect_by_agent(pods: list[Pod], node_names: list[str], options: Options) -> list[PodMap]:
+    """``--via agent``: one agent per node that runs something (in parallel), no Docker, no exec into pods."""
+    wanted = [name for name in node_names if any(p.runs(c) for p in pods if p.node_name == name
+                                                  for c in p.containers)]
+    with agent.session(kube.Cluster(options), agent.settings_of(options)) as agents:
+        if not wanted and node_names:
+            agent.check_node(agents.cluster, node_names[0])  # `node NODE` of a node with nothing running
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(wanted)))) as pool:
+            tables = dict(zip(wanted, pool.map(agents.scan, wanted), strict=True))
+    # One scan of this machine's /proc serves every node it shows (kind/minikube/k3d here).
+    local = functools.cache(hostprocs.scan_local)
+    views: dict[str, HostView | None] = {name: hostprocs.agent_view(table, local)
+                                         for name, table in tables.items()}
+    found = {name: node for name, view in views.items() if (node := machine_node(name, view)) is not None}
+    return map_pods(pods, found, views)
 
 
 def _probed(cluster: kube.Cluster, pods: list[Pod], notes: dict[str, str]) -> list[PodMap]:
@@ -243,6 +298,11 @@ def whois_pid(pid: int, options: Options, *, level: Level = "host", node_name: s
     if level == "node" and not node_name:
         raise UsageError("--level node needs --node NAME",
                          "node PIDs repeat across nodes: pidmap whois PID --level node --node NODE")
+    if options.via == "agent":
+        if level != "node" or node_name is None:
+            raise UsageError("--via agent reads one node: it needs --level node --node NODE",
+                             "pidmap whois PID --level node --node NODE --via agent")
+        return _whois_by_agent(pid, node_name, options, procfs_root)
     try:
         client = nodes.docker_client()
     except nodes.DockerUnavailable as err:
@@ -275,6 +335,41 @@ def whois_pid(pid: int, options: Options, *, level: Level = "host", node_name: s
     if info is not None and subject.process.pid != info.node.host_pid:
         pods = kube.list_pods(kube.Cluster(options), node_name=info.node.name)
     return identify(subject, infos, pods, table)
+
+
+def _whois_by_agent(pid: int, node_name: str, options: Options, procfs_root: str) -> Answer:
+    """``whois PID --level node --node NODE --via agent``: the agent's scan of NODE names the node's
+    PID namespace; this machine's /proc adds the host side where it shows that namespace."""
+    cluster = kube.Cluster(options)
+    with agent.session(cluster, agent.settings_of(options)) as agents:
+        table = agents.scan(node_name)
+    view = hostprocs.agent_view(table, functools.partial(hostprocs.scan_local, procfs_root))
+    node_ns = table.reader_pid_ns
+    level = view.node_level or 0
+    init = next((p for p in view.table.by_pid_ns.get(node_ns or -1, ()) if p.pid_at(level) == 1), None)
+    node = machine_node(node_name, view) or Node(
+        name=node_name, provider="unknown", container_id="",
+        host_pid=init.pid if init is not None and view.host_level == 0 else None)
+    info = NodeInfo(node=node, level=level, pid_ns=node_ns)
+    pods = kube.list_pods(cluster, node_name=node_name)
+    if view.table is not table:
+        # This machine shows the node: the ordinary path, from the host's /proc.
+        subject = _node_subject(pid, info, view.table, procfs_root)
+        return identify(subject, [info], pods, view.table)
+    found = next((p for p in table.processes if p.pid == pid), None)
+    if found is None:
+        raise NotFoundError(f"no process with PID {pid} on node {node_name}",
+                            f"the agent saw {len(table.processes)} processes there; list them with "
+                            f"pidmap node {node_name} --via agent")
+    # The agent's table keeps what whois needs of the cgroup file (container ID, pod UID) and of the
+    # ancestry (the process's namespace, nested in the node's).
+    cgroup_text = "\n".join(part for part in (
+        f"0::/kubepods/pod{found.pod_uid}" if found.pod_uid else "", found.cgroup_id or "") if part)
+    ancestry = tuple(dict.fromkeys(ns for ns in (found.pid_ns, node_ns) if ns is not None)) or None
+    subject = Subject(process=found, cgroup_text=cgroup_text, ns_ancestry=ancestry)
+    answer = identify(subject, [info], pods, table,
+                      seen_as="host PID" if view.host_level == 0 else f"node {node_name} PID")
+    return answer if view.host_level == 0 else replace(answer, host_pid=None)
 
 
 def _node_subject(pid: int, info: NodeInfo, table: ProcessTable, procfs_root: str) -> Subject:

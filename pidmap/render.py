@@ -112,7 +112,8 @@ def render_text(result: PodMap, wide: bool = False) -> str:
     pod, node = result.pod, result.node
     lines = [f"POD {pod.namespace}/{pod.name}   phase: {pod.phase}"]
     if node is not None:
-        lines.append(f"NODE {node.name}   provider: {node.provider}   container: {node.container_id[:12]}   "
+        container = node.container_id[:12] or MISSING  # none: a node seen through the agent
+        lines.append(f"NODE {node.name}   provider: {node.provider}   container: {container}   "
                      f"host PID: {_cell(node.host_pid)}" + ("" if node.running else "   (stopped)"))
     else:
         lines.append(f"NODE {pod.node_name or '(not scheduled)'}   provider: -   container: -   host PID: -")

@@ -232,3 +232,35 @@ def host_view(client: Any, node: Node | None, via: Via, *, timeout: float,
         return HostView(table=table, via="local", node_level=None, host_level=0,
                         notes=(f"the node's init (host PID {node.host_pid}) exited during the scan",))
     return HostView(table=table, via="local", node_level=level, host_level=0)
+
+
+# The initial PID namespace's inode is a kernel constant (PROC_PID_INIT_INO, include/linux/proc_ns.h):
+# a node whose processes live in it is a machine of its own, not a container.
+INITIAL_PID_NS = 0xEFFFFFFC
+
+
+def agent_view(table: ProcessTable, local: Callable[[], ProcessTable] | None = scan_local) -> HostView:
+    """The outer side of the chain from the node agent's scan (``table``: node PIDs at level 0).
+
+    A node in the initial PID namespace is the host itself (HOST PID = NODE PID). Otherwise, when
+    this machine runs the same kernel (same boot time) and its /proc shows processes of the node's PID
+    namespace (a kind/minikube/k3d node here), this machine's table is used instead, with the node
+    found by that namespace: it gives host PIDs as well. Else only node PIDs are known.
+    """
+    node_ns = table.reader_pid_ns
+    if node_ns == INITIAL_PID_NS:
+        return HostView(table=table, via="agent", node_level=0, host_level=0,
+                        notes=("the node is a machine of its own (its processes are in the kernel's initial "
+                               "PID namespace): HOST PID = NODE PID",))
+    if local is not None and node_ns is not None and sys.platform.startswith("linux"):
+        here = local()
+        members = here.by_pid_ns.get(node_ns, ())
+        same_kernel = here.boot_time is not None and table.boot_time is not None and \
+            abs(here.boot_time - table.boot_time) <= 1
+        if members and same_kernel:
+            return HostView(table=here, via="agent", node_level=min(len(p.nspid) for p in members) - 1,
+                            host_level=0,
+                            notes=("node PID namespace found by the agent; node and host PIDs from this "
+                                   "machine's /proc, which shows it",))
+    return HostView(table=table, via="agent", node_level=0, host_level=None,
+                    notes=("read on the node by the agent pod: host PIDs cannot be seen from here",))
