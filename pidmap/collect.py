@@ -85,7 +85,8 @@ def collect_pod(target: Target, options: Options, agents: agent.AgentSession | N
     restarted: set[str] = set()
     if running:
         if agents is not None and pod.node_name:
-            host = hostprocs.agent_view(agents.scan(pod.node_name))
+            table = agents.scan(pod.node_name)
+            host = hostprocs.agent_view(table, notes=tuple(agents.notes))
             reach = Reach(node=machine_node(pod.node_name, host))
         elif reach.host_side:
             host = hostprocs.host_view(reach.client, reach.node, options.via, timeout=options.exec_timeout)
@@ -242,7 +243,7 @@ def _collect_by_agent(pods: list[Pod], node_names: list[str], options: Options) 
             tables = dict(zip(wanted, pool.map(agents.scan, wanted), strict=True))
     # One scan of this machine's /proc serves every node it shows (kind/minikube/k3d here).
     local = functools.cache(hostprocs.scan_local)
-    views: dict[str, HostView | None] = {name: hostprocs.agent_view(table, local)
+    views: dict[str, HostView | None] = {name: hostprocs.agent_view(table, local, tuple(agents.notes))
                                          for name, table in tables.items()}
     found = {name: node for name, view in views.items() if (node := machine_node(name, view)) is not None}
     return map_pods(pods, found, views)
@@ -343,7 +344,8 @@ def _whois_by_agent(pid: int, node_name: str, options: Options, procfs_root: str
     cluster = kube.Cluster(options)
     with agent.session(cluster, agent.settings_of(options)) as agents:
         table = agents.scan(node_name)
-    view = hostprocs.agent_view(table, functools.partial(hostprocs.scan_local, procfs_root))
+    local = functools.partial(hostprocs.scan_local, procfs_root)
+    view = hostprocs.agent_view(table, local, tuple(agents.notes))
     node_ns = table.reader_pid_ns
     level = view.node_level or 0
     init = next((p for p in view.table.by_pid_ns.get(node_ns or -1, ()) if p.pid_at(level) == 1), None)

@@ -58,6 +58,10 @@ class AgentFailed(ExecError):
     """The agent was allowed but did not give a scan (start timeout, exec failure)."""
 
 
+class _CapabilitiesRefused(Exception):
+    """runc could not give the agent SYS_PTRACE: the node's own bounding set lacks it."""
+
+
 @dataclass(frozen=True)
 class AgentSettings:
     image: str = DEFAULT_IMAGE
@@ -69,8 +73,13 @@ def settings_of(options: Options) -> AgentSettings:
     return AgentSettings(image=options.agent_image, namespace=options.agent_namespace)
 
 
-def manifest(name: str, node_name: str, settings: AgentSettings) -> dict[str, Any]:
-    """The agent pod. Its command is fixed (``sleep``): the scan comes later through exec."""
+def manifest(name: str, node_name: str, settings: AgentSettings, *, ptrace: bool = True) -> dict[str, Any]:
+    """The agent pod. Its command is fixed (``sleep``): the scan comes later through exec.
+
+    ``ptrace=False``: no capability at all, for a node whose bounding set lacks SYS_PTRACE (runc then
+    fails with "unable to apply caps"); /proc's status, cgroup and cmdline files stay world-readable,
+    only other processes' namespace links do not, and the cgroup's container ID matches instead.
+    """
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -95,7 +104,7 @@ def manifest(name: str, node_name: str, settings: AgentSettings) -> dict[str, An
                 "imagePullPolicy": "IfNotPresent",
                 "command": ["sleep", str(settings.deadline + 30)],
                 "securityContext": {
-                    "capabilities": {"drop": ["ALL"], "add": ["SYS_PTRACE"]},
+                    "capabilities": {"drop": ["ALL"], **({"add": ["SYS_PTRACE"]} if ptrace else {})},
                     "runAsUser": 0,
                 },
             }],
@@ -125,7 +134,10 @@ class AgentSession:
     agents: dict[str, _Agent] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     timings: dict[str, float] = field(default_factory=dict)  # step -> seconds, for the bench's report
+    notes: list[str] = field(default_factory=list)
     reaped: bool = False
+    ptrace: bool = True  # False once a node refused SYS_PTRACE
+    closed: bool = False
 
     def scan(self, node_name: str) -> ProcessTable:
         """The node's processes as its own PID namespace shows them (node PIDs)."""
@@ -168,20 +180,41 @@ class AgentSession:
         began = time.monotonic()
         check_node(self.cluster, node_name)
         self.timings["node"] = time.monotonic() - began
+        try:
+            return self._run_agent(node_name)
+        except _CapabilitiesRefused:
+            self.ptrace = False
+            note = ("the node refused the agent CAP_SYS_PTRACE (not in its bounding set): other processes' "
+                    "PID-namespace links were unreadable, processes matched by cgroup container ID")
+            with self.lock:
+                if note not in self.notes:
+                    self.notes.append(note)
+            return self._run_agent(node_name)
+
+    def _run_agent(self, node_name: str) -> _Agent:
         agent = _Agent(name=f"pidmap-agent-{secrets.token_hex(4)}", node_name=node_name,
                        started=time.monotonic())
         with self.lock:
+            if self.closed:
+                raise KeyboardInterrupt("the run is ending")  # no new pod once clean-up began
+            old = self.agents.get(node_name)
             self.agents[node_name] = agent
+            if old is not None and old is not agent:
+                self.agents[f"{node_name}#{old.name}"] = old  # still deleted by close()
         began = time.monotonic()
         self._create(agent)
         self.timings["create"] = time.monotonic() - began
         began = time.monotonic()
-        self._wait_running(agent)
+        try:
+            self._wait_running(agent)
+        except _CapabilitiesRefused:
+            self._delete(agent)
+            raise
         self.timings["start"] = time.monotonic() - began
         return agent
 
     def _create(self, agent: _Agent) -> None:
-        body = manifest(agent.name, agent.node_name, self.settings)
+        body = manifest(agent.name, agent.node_name, self.settings, ptrace=self.ptrace)
         try:
             self.cluster.request("POST", _pods_path(self.settings.namespace), body=body,
                                  what=f"pods in namespace {self.settings.namespace}")
@@ -204,6 +237,9 @@ class AgentSession:
             if phase == "Running" and any(state.get("running") is not None for state in states):
                 return
             for state in states:
+                ended = state.get("terminated") or {}
+                if self.ptrace and "apply caps" in str(ended.get("message")):
+                    raise _CapabilitiesRefused(ended.get("message"))
                 reason = (state.get("waiting") or {}).get("reason")
                 if reason in IMAGE_REASONS:
                     message = (state.get("waiting") or {}).get("message") or reason
@@ -237,6 +273,8 @@ class AgentSession:
 
     def close(self) -> list[str]:
         """Delete every agent still there; the failures, as notes (the deadline ends those pods)."""
+        with self.lock:
+            self.closed = True
         began = time.monotonic()
         failures = []
         for agent in list(self.agents.values()):

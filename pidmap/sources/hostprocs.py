@@ -239,19 +239,21 @@ def host_view(client: Any, node: Node | None, via: Via, *, timeout: float,
 INITIAL_PID_NS = 0xEFFFFFFC
 
 
-def agent_view(table: ProcessTable, local: Callable[[], ProcessTable] | None = scan_local) -> HostView:
+def agent_view(table: ProcessTable, local: Callable[[], ProcessTable] | None = scan_local,
+               notes: tuple[str, ...] = ()) -> HostView:
     """The outer side of the chain from the node agent's scan (``table``: node PIDs at level 0).
 
     A node in the initial PID namespace is the host itself (HOST PID = NODE PID). Otherwise, when
     this machine runs the same kernel (same boot time) and its /proc shows processes of the node's PID
     namespace (a kind/minikube/k3d node here), this machine's table is used instead, with the node
-    found by that namespace: it gives host PIDs as well. Else only node PIDs are known.
+    found by that namespace: it gives host PIDs as well. Else only node PIDs are known. ``notes``
+    (the agent's own, such as a capability it was refused) go with the agent's table only.
     """
     node_ns = table.reader_pid_ns
     if node_ns == INITIAL_PID_NS:
         return HostView(table=table, via="agent", node_level=0, host_level=0,
-                        notes=("the node is a machine of its own (its processes are in the kernel's initial "
-                               "PID namespace): HOST PID = NODE PID",))
+                        notes=(*notes, "the node is a machine of its own (its processes are in the "
+                               "kernel's initial PID namespace): HOST PID = NODE PID"))
     if local is not None and node_ns is not None and sys.platform.startswith("linux"):
         here = local()
         members = here.by_pid_ns.get(node_ns, ())
@@ -263,4 +265,4 @@ def agent_view(table: ProcessTable, local: Callable[[], ProcessTable] | None = s
                             notes=("node PID namespace found by the agent; node and host PIDs from this "
                                    "machine's /proc, which shows it",))
     return HostView(table=table, via="agent", node_level=0, host_level=None,
-                    notes=("read on the node by the agent pod: host PIDs cannot be seen from here",))
+                    notes=(*notes, "read on the node by the agent pod: host PIDs cannot be seen from here",))
