@@ -93,6 +93,9 @@ def _via_option(choices: tuple[str, ...], help_text: str = VIA_HELP) -> Callable
                          help="With --via agent: the agent pod's image (it needs only sh)."),
             click.option("--agent-namespace", default=DEFAULT_AGENT_NAMESPACE, show_default=True,
                          help="With --via agent: the namespace the agent pod is created in."),
+            click.option("--agent-deadline", type=click.IntRange(min=10), default=120, show_default=True,
+                         help="With --via agent: seconds the agent pod may live (activeDeadlineSeconds): "
+                         "it ends by then even if pidmap is killed."),
         )):
             fn = decorator(fn)
         return fn
@@ -149,11 +152,12 @@ def _check_names(**names: str | None) -> None:
               help="With --watch: stop after this many refreshes.")
 @cluster_options
 def show(pod: str | None, container: str | None, via: str, agent_image: str, agent_namespace: str,
+         agent_deadline: int,
          all_pods: bool, all_namespaces: bool, watch: bool, interval: float, count: int | None,
          namespace: str, context: str | None, kubeconfig: str | None, output: str) -> None:
     """Show every process of POD with its PID in the container, on the node and on the host."""
     _check_names(namespace=agent_namespace)
-    options = _options(kubeconfig, context, via, agent_image, agent_namespace)
+    options = _options(kubeconfig, context, via, agent_image, agent_namespace, agent_deadline)
     ctx = click.get_current_context()
     given = [f"--{name}" for name in ("interval", "count")
              if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
@@ -178,7 +182,7 @@ def show(pod: str | None, container: str | None, via: str, agent_image: str, age
     if watch:
         ctx.invoke(
             watch_command, pod=pod, container=container, interval=interval, count=count, via=via,
-            agent_image=agent_image, agent_namespace=agent_namespace,
+            agent_image=agent_image, agent_namespace=agent_namespace, agent_deadline=agent_deadline,
             namespace=namespace, context=context, kubeconfig=kubeconfig, output=output)
         return
     result = collect_pod(Target(namespace=namespace, pod=pod, container=container), options)
@@ -202,13 +206,14 @@ def show(pod: str | None, container: str | None, via: str, agent_image: str, age
 @kubeconfig_option
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def whois(pid: int, level: str, node_name: str | None, via: str, agent_image: str, agent_namespace: str,
+          agent_deadline: int,
           context: str | None, kubeconfig: str | None, output: str) -> None:
     """Which node, pod and container own PID (a host PID, or a node PID with --level node)."""
     from pidmap import whois as whois_core
     from pidmap.collect import whois_pid
 
     _check_names(node_name=node_name, namespace=agent_namespace)
-    answer = whois_pid(pid, _options(kubeconfig, context, via, agent_image, agent_namespace),
+    answer = whois_pid(pid, _options(kubeconfig, context, via, agent_image, agent_namespace, agent_deadline),
                        level=cast(whois_core.Level, level), node_name=node_name)
     click.echo(whois_core.render(answer, output))
 
@@ -230,14 +235,15 @@ def _echo_maps(maps: list[PodMap], output: str) -> None:
 @click.argument("node_name", metavar="NODE", shell_complete=complete_nodes)
 @_via_option(("auto", "local", "docker", "agent"))
 @_cluster_options(namespace=None, namespace_help="Only the pods of this namespace [default: every one].")
-def node_command(node_name: str, via: str, agent_image: str, agent_namespace: str, namespace: str | None,
+def node_command(node_name: str, via: str, agent_image: str, agent_namespace: str, agent_deadline: int,
+                 namespace: str | None,
                  context: str | None, kubeconfig: str | None, output: str) -> None:
     """Every pod on NODE with all its processes: one host scan, one list call, no exec."""
     from pidmap.collect import collect_node
 
     _check_names(node_name=node_name, namespace=namespace)
     _check_names(namespace=agent_namespace)
-    options = _options(kubeconfig, context, via, agent_image, agent_namespace)
+    options = _options(kubeconfig, context, via, agent_image, agent_namespace, agent_deadline)
     maps = collect_node(node_name, options)
     # Filtered after the node-wide list: whether NODE exists is told by all of its pods.
     _echo_maps([m for m in maps if namespace is None or m.pod.namespace == namespace], output)
@@ -253,7 +259,8 @@ def node_command(node_name: str, via: str, agent_image: str, agent_namespace: st
 @_via_option(("auto", "local", "docker", "agent"))
 @_cluster_options(outputs=WATCH_OUTPUTS, output_help="table, wide, or json (one document per line).")
 def watch_command(pod: str, container: str | None, interval: float, count: int | None, via: str,
-                  agent_image: str, agent_namespace: str, namespace: str, context: str | None,
+                  agent_image: str, agent_namespace: str, agent_deadline: int, namespace: str,
+                  context: str | None,
                   kubeconfig: str | None, output: str) -> None:
     """Map POD every --interval seconds; mark processes that appeared or vanished and restarts.
 
@@ -266,7 +273,7 @@ def watch_command(pod: str, container: str | None, interval: float, count: int |
     _check_names(pod=pod, namespace=namespace, container=container)
     _check_names(namespace=agent_namespace)
     target = Target(namespace=namespace, pod=pod, container=container)
-    options = _options(kubeconfig, context, via, agent_image, agent_namespace)
+    options = _options(kubeconfig, context, via, agent_image, agent_namespace, agent_deadline)
     clear = output != "json" and sys.stdout.isatty()
     try:
         # One agent per node for the whole watch (reused by every refresh), deleted when it ends.
@@ -288,9 +295,9 @@ def watch_command(pod: str, container: str | None, interval: float, count: int |
 
 
 def _options(kubeconfig: str | None, context: str | None, via: str, agent_image: str,
-             agent_namespace: str) -> Options:
+             agent_namespace: str, agent_deadline: int) -> Options:
     return Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via), agent_image=agent_image,
-                   agent_namespace=agent_namespace)
+                   agent_namespace=agent_namespace, agent_deadline=agent_deadline)
 
 
 def _register_sandbox() -> None:
@@ -303,6 +310,32 @@ def _register_sandbox() -> None:
 
 
 _register_sandbox()
+
+
+# cobra's ShellCompDirectiveNoFileComp: kubectl's shell script offers these words and no file names.
+NO_FILE_COMPLETION = 4
+
+
+def kubectl_complete(argv: list[str] | None = None) -> None:
+    """``kubectl_complete-pidmap ARG... PARTIAL``: what kubectl (1.26+) runs for ``kubectl pidmap <TAB>``.
+
+    It answers in cobra's ``__complete`` format, one ``word<TAB>description`` per line and then
+    ``:DIRECTIVE``, from the same click completion as ``pidmap``'s own shell completion, so pod names
+    come from the cluster and node names from Docker. Silent on any error, as every completion.
+    """
+    from click.shell_completion import ShellComplete
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    incomplete = args.pop() if args else ""
+    try:
+        completer = ShellComplete(main, {}, "kubectl pidmap", "_PIDMAP_COMPLETE")
+        items = completer.get_completions(args, incomplete)
+    except Exception:  # completion must stay silent whatever goes wrong
+        items = []
+    for item in items:
+        help_text = " ".join((item.help or "").split())
+        print(f"{item.value}\t{help_text}" if help_text else item.value)
+    print(f":{NO_FILE_COMPLETION}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,6 +38,7 @@ class Options:
     request_timeout: float = 10.0
     agent_image: str = "busybox"  # --via agent: the node agent pod's image (needs only sh)
     agent_namespace: str = "default"  # --via agent: where the agent pod is created
+    agent_deadline: int = 120  # --via agent: the agent pod's activeDeadlineSeconds
 
 
 @dataclass(frozen=True)

@@ -96,3 +96,16 @@ def status(name: str | None) -> None:
     if not report.apiserver_pid:
         raise SandboxError(f"sandbox {name}: the API server is not running",
                            hint=f"pidmap sandbox down --name {name} && pidmap sandbox up --name {name}")
+
+
+@sandbox.command()
+@click.option("--name", default=None, callback=_valid_name, help=NAME_HELP + DEFAULT_AS_UP)
+@click.argument("rules", nargs=-1, callback=_valid_rules, metavar="[VERB:RESOURCE]...")
+def forbid(name: str | None, rules: tuple[str, ...]) -> None:
+    """Answer these requests with 403 from now on, as RBAC would (replaces the rules; none: clear)."""
+    name = name or cluster.default_name()
+    paths = layout.paths(name)
+    if not paths.cluster.exists():
+        raise SandboxError(f"sandbox {name} is not up", hint=f"pidmap sandbox up --name {name}")
+    paths.save_forbidden(list(rules))
+    click.echo(f"sandbox {name}: forbidden: {', '.join(sorted(set(rules))) or 'nothing'}")

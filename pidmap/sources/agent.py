@@ -31,7 +31,7 @@ from types import FrameType
 from typing import Any
 
 from pidmap.errors import ExecError, ForbiddenError, PidmapError
-from pidmap.model import Options, ProcessTable, Target
+from pidmap.model import Options, ProbeResult, ProcessTable, Target
 from pidmap.sources import kube
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -58,6 +58,9 @@ class AgentFailed(ExecError):
     """The agent was allowed but did not give a scan (start timeout, exec failure)."""
 
 
+_CAPS_REFUSED = "unable to apply caps"  # runc's words when the bounding set lacks a capability
+
+
 class _CapabilitiesRefused(Exception):
     """runc could not give the agent SYS_PTRACE: the node's own bounding set lacks it."""
 
@@ -70,7 +73,8 @@ class AgentSettings:
 
 
 def settings_of(options: Options) -> AgentSettings:
-    return AgentSettings(image=options.agent_image, namespace=options.agent_namespace)
+    return AgentSettings(image=options.agent_image, namespace=options.agent_namespace,
+                         deadline=options.agent_deadline)
 
 
 def manifest(name: str, node_name: str, settings: AgentSettings, *, ptrace: bool = True) -> dict[str, Any]:
@@ -142,15 +146,13 @@ class AgentSession:
     def scan(self, node_name: str) -> ProcessTable:
         """The node's processes as its own PID namespace shows them (node PIDs)."""
         agent = self.start(node_name)
-        began = time.monotonic()
-        try:
-            result = self.cluster.probe(Target(namespace=self.settings.namespace, pod=agent.name),
-                                        CONTAINER, mode="full")
-        except ForbiddenError as err:
-            raise AgentRefused(f"RBAC: exec into the agent pod is not allowed ({err.message})",
-                               f"your credentials need create on pods/exec in namespace "
-                               f"{self.settings.namespace}") from err
-        self.timings["exec"] = self.timings.get("exec", 0.0) + time.monotonic() - began
+        result = self._exec_scan(agent)
+        if result.table is None and self.ptrace and self._refused_capabilities(agent):
+            # runc can fail the container just after the pod was seen Running: same remedy as in start.
+            self._delete(agent)
+            self._without_ptrace()
+            agent = self.start(node_name)
+            result = self._exec_scan(agent)
         if result.table is None:
             raise AgentFailed(f"the node agent on {node_name} could not scan: {result.error}",
                               self._describe(agent))
@@ -161,6 +163,35 @@ class AgentSession:
                               "(the runtime did not honour hostPID)",
                               "map without --via agent; node PIDs need a runtime that runs hostPID pods")
         return result.table
+
+    def _exec_scan(self, agent: _Agent) -> ProbeResult:
+        began = time.monotonic()
+        try:
+            return self.cluster.probe(Target(namespace=self.settings.namespace, pod=agent.name),
+                                      CONTAINER, mode="full")
+        except ForbiddenError as err:
+            raise AgentRefused(f"RBAC: exec into the agent pod is not allowed ({err.message})",
+                               f"your credentials need create on pods/exec in namespace "
+                               f"{self.settings.namespace}") from err
+        finally:
+            self.timings["exec"] = self.timings.get("exec", 0.0) + time.monotonic() - began
+
+    def _refused_capabilities(self, agent: _Agent) -> bool:
+        try:
+            pod = self.cluster.request("GET", f"{_pods_path(self.settings.namespace)}/{agent.name}",
+                                       what=f"agent pod {agent.name}")
+        except PidmapError:
+            return False
+        return any(_CAPS_REFUSED in str(((s.get("state") or {}).get("terminated") or {}).get("message"))
+                   for s in (pod.get("status") or {}).get("containerStatuses") or [])
+
+    def _without_ptrace(self) -> None:
+        self.ptrace = False
+        note = ("the node refused the agent CAP_SYS_PTRACE (not in its bounding set): other processes' "
+                "PID-namespace links were unreadable, processes matched by cgroup container ID")
+        with self.lock:
+            if note not in self.notes:
+                self.notes.append(note)
 
     def start(self, node_name: str) -> _Agent:
         """The running agent of ``node_name``: reused while it has time left, else a new one."""
@@ -183,12 +214,7 @@ class AgentSession:
         try:
             return self._run_agent(node_name)
         except _CapabilitiesRefused:
-            self.ptrace = False
-            note = ("the node refused the agent CAP_SYS_PTRACE (not in its bounding set): other processes' "
-                    "PID-namespace links were unreadable, processes matched by cgroup container ID")
-            with self.lock:
-                if note not in self.notes:
-                    self.notes.append(note)
+            self._without_ptrace()
             return self._run_agent(node_name)
 
     def _run_agent(self, node_name: str) -> _Agent:
@@ -238,7 +264,7 @@ class AgentSession:
                 return
             for state in states:
                 ended = state.get("terminated") or {}
-                if self.ptrace and "apply caps" in str(ended.get("message")):
+                if self.ptrace and _CAPS_REFUSED in str(ended.get("message")):
                     raise _CapabilitiesRefused(ended.get("message"))
                 reason = (state.get("waiting") or {}).get("reason")
                 if reason in IMAGE_REASONS:
@@ -316,8 +342,9 @@ def check_node(cluster: kube.Cluster, node_name: str) -> None:
 
 
 def reap(cluster: kube.Cluster, settings: AgentSettings, now: datetime | None = None) -> list[str]:
-    """Delete agent pods that a killed run left: labelled managed-by=pidmap and older than their
-    deadline (a live run's agent is younger). Names of those deleted; never fails the run."""
+    """Delete agent pods that a killed run left: labelled managed-by=pidmap, and ended (their deadline
+    passed: Failed, DeadlineExceeded) or older than their deadline (a live run's agent is younger).
+    Names of those deleted; never fails the run."""
     now = now or datetime.now(UTC)
     try:
         pods = cluster.request("GET", _pods_path(settings.namespace),
@@ -332,7 +359,8 @@ def reap(cluster: kube.Cluster, settings: AgentSettings, now: datetime | None = 
         deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds") or settings.deadline
         if metadata.get("deletionTimestamp") or created is None:
             continue
-        if (now - created).total_seconds() <= deadline:
+        ended = (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded")
+        if not ended and (now - created).total_seconds() <= deadline:
             continue
         with contextlib.suppress(PidmapError):
             cluster.request("DELETE", f"{_pods_path(settings.namespace)}/{metadata.get('name')}",
