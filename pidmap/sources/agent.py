@@ -164,6 +164,11 @@ class AgentSession:
                               "map without --via agent; node PIDs need a runtime that runs hostPID pods")
         return result.table
 
+    def _took(self, step: str, began: float) -> None:
+        # Summed: a run can start an agent twice (a capability refused) or scan several times (watch).
+        with self.lock:
+            self.timings[step] = self.timings.get(step, 0.0) + time.monotonic() - began
+
     def _exec_scan(self, agent: _Agent) -> ProbeResult:
         began = time.monotonic()
         try:
@@ -174,7 +179,7 @@ class AgentSession:
                                f"your credentials need create on pods/exec in namespace "
                                f"{self.settings.namespace}") from err
         finally:
-            self.timings["exec"] = self.timings.get("exec", 0.0) + time.monotonic() - began
+            self._took("exec", began)
 
     def _refused_capabilities(self, agent: _Agent) -> bool:
         try:
@@ -202,7 +207,7 @@ class AgentSession:
         if reaping:
             began = time.monotonic()
             reap(self.cluster, self.settings)
-            self.timings["reap"] = time.monotonic() - began
+            self._took("reap", began)
         if agent is not None and not agent.deleted:
             left = self.settings.deadline - (time.monotonic() - agent.started)
             if left > self.cluster.options.exec_timeout + 5:
@@ -210,7 +215,7 @@ class AgentSession:
             self._delete(agent)
         began = time.monotonic()
         check_node(self.cluster, node_name)
-        self.timings["node"] = time.monotonic() - began
+        self._took("node", began)
         try:
             return self._run_agent(node_name)
         except _CapabilitiesRefused:
@@ -229,14 +234,15 @@ class AgentSession:
                 self.agents[f"{node_name}#{old.name}"] = old  # still deleted by close()
         began = time.monotonic()
         self._create(agent)
-        self.timings["create"] = time.monotonic() - began
+        self._took("create", began)
         began = time.monotonic()
         try:
             self._wait_running(agent)
         except _CapabilitiesRefused:
+            self._took("start refused SYS_PTRACE", began)
             self._delete(agent)
             raise
-        self.timings["start"] = time.monotonic() - began
+        self._took("start", began)
         return agent
 
     def _create(self, agent: _Agent) -> None:
@@ -310,7 +316,7 @@ class AgentSession:
                 failures.append(f"the agent pod {self.settings.namespace}/{agent.name} could not be deleted "
                                 f"({err.message}); its activeDeadlineSeconds ends it within "
                                 f"{self.settings.deadline}s")
-        self.timings["delete"] = time.monotonic() - began
+        self._took("delete", began)
         return failures
 
 
