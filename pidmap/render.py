@@ -71,7 +71,7 @@ def to_document(result: PodMap) -> dict[str, Any]:
         "node": {
             "name": node.name if node else result.pod.node_name,
             "provider": node.provider if node else None,
-            "container_id": node.container_id if node else None,
+            "container_id": (node.container_id or None) if node else None,  # none: seen by the agent
             "host_pid": node.host_pid if node else None,
         },
         "via": result.via,

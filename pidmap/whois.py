@@ -189,7 +189,7 @@ def to_document(answer: Answer) -> dict[str, Any]:
         "container_pid": answer.container_pid,
         "nspid": list(answer.nspid),
         "node": node.name if node else None,
-        "node_container_id": node.container_id if node else None,
+        "node_container_id": (node.container_id or None) if node else None,
         "namespace": pod.namespace if pod else None,
         "pod": pod.name if pod else None,
         "container": container.name if container else None,

@@ -334,24 +334,31 @@ def refusal(message: str, settings: AgentSettings) -> AgentRefused:
 
 
 def check_node(cluster: kube.Cluster, node_name: str) -> None:
-    """Refuse a node the agent cannot run on: NotReady, or cordoned (unschedulable)."""
-    node = kube.get_node(cluster, node_name)
+    """Refuse a node the agent cannot run on (NotFoundError when there is no such node)."""
+    refused = node_refusal(kube.get_node(cluster, node_name))
+    if refused is not None:
+        raise refused
+
+
+def node_refusal(node: dict[str, Any]) -> AgentRefused | None:
+    """Pure: why no agent should start on this Node object: cordoned (spec.unschedulable) or
+    NotReady (its Ready condition is not True); None when it may."""
+    name = (node.get("metadata") or {}).get("name") or "?"
     if (node.get("spec") or {}).get("unschedulable"):
-        raise AgentRefused(f"node {node_name} is cordoned (SchedulingDisabled): no agent is started on it",
-                           f"kubectl uncordon {node_name}, or map it without --via agent")
+        return AgentRefused(f"node {name} is cordoned (SchedulingDisabled): no agent is started on it",
+                            f"kubectl uncordon {name}, or map it without --via agent")
     ready = next((c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"),
                  None)
     if ready is None or ready.get("status") != "True":
         why = (ready or {}).get("reason") or "no Ready condition"
-        raise AgentRefused(f"node {node_name} is NotReady ({why}): an agent pod would not start there",
-                           f"kubectl describe node {node_name}")
+        return AgentRefused(f"node {name} is NotReady ({why}): an agent pod would not start there",
+                            f"kubectl describe node {name}")
+    return None
 
 
 def reap(cluster: kube.Cluster, settings: AgentSettings, now: datetime | None = None) -> list[str]:
-    """Delete agent pods that a killed run left: labelled managed-by=pidmap, and ended (their deadline
-    passed: Failed, DeadlineExceeded) or older than their deadline (a live run's agent is younger).
-    Names of those deleted; never fails the run."""
-    now = now or datetime.now(UTC)
+    """Delete the agent pods a killed run left (``leftovers``). Names of those deleted; never fails
+    the run (without list or delete rights the deadline still ends them)."""
     try:
         pods = cluster.request("GET", _pods_path(settings.namespace),
                                query=[("labelSelector", f"{MANAGED_BY}={MANAGER}")],
@@ -359,20 +366,29 @@ def reap(cluster: kube.Cluster, settings: AgentSettings, now: datetime | None = 
     except PidmapError:
         return []
     reaped = []
+    for name in leftovers(pods, now or datetime.now(UTC), settings.deadline):
+        with contextlib.suppress(PidmapError):
+            cluster.request("DELETE", f"{_pods_path(settings.namespace)}/{name}",
+                            query=[("gracePeriodSeconds", "0")], what="a leftover agent pod")
+            reaped.append(name)
+    return reaped
+
+
+def leftovers(pods: list[dict[str, Any]], now: datetime, default_deadline: int) -> list[str]:
+    """Pure: names of agent pods no live run owns: ended (their deadline passed: Failed,
+    DeadlineExceeded) or older than their deadline (a live run's agent is younger). Pods already
+    being deleted, and pods pidmap did not label, are left alone."""
+    names = []
     for pod in pods:
         metadata = pod.get("metadata") or {}
+        if (metadata.get("labels") or {}).get(MANAGED_BY) != MANAGER or metadata.get("deletionTimestamp"):
+            continue
         created = _parse_time(metadata.get("creationTimestamp"))
-        deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds") or settings.deadline
-        if metadata.get("deletionTimestamp") or created is None:
-            continue
+        deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds") or default_deadline
         ended = (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded")
-        if not ended and (now - created).total_seconds() <= deadline:
-            continue
-        with contextlib.suppress(PidmapError):
-            cluster.request("DELETE", f"{_pods_path(settings.namespace)}/{metadata.get('name')}",
-                            query=[("gracePeriodSeconds", "0")], what="a leftover agent pod")
-            reaped.append(str(metadata.get("name")))
-    return reaped
+        if ended or (created is not None and (now - created).total_seconds() > deadline):
+            names.append(str(metadata.get("name")))
+    return names
 
 
 def _parse_time(text: str | None) -> datetime | None:
