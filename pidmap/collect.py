@@ -48,6 +48,19 @@ def agents_for(options: Options) -> Iterator[agent.AgentSession | None]:
         yield agents
 
 
+@contextmanager
+def _stopping(agents: agent.AgentSession | None) -> Iterator[None]:
+    """On Ctrl-C or SIGTERM while agents start in worker threads, tell them to stop waiting, so that
+    the pool's exit does not wait out a pod start before the agents are deleted. (Not on an error: a
+    watch goes on after a failed refresh, with its agents.)"""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        if agents is not None:
+            agents.stop()
+        raise
+
+
 def collect_pod(target: Target, options: Options, agents: agent.AgentSession | None = None) -> PodMap:
     if options.via == "agent" and agents is None:
         with agents_for(options) as own:
@@ -64,7 +77,7 @@ def collect_pod(target: Target, options: Options, agents: agent.AgentSession | N
     running = [c for c in wanted if pod.runs(c)]
     notes: list[str] = []
 
-    with ThreadPoolExecutor(max_workers=max(1, len(running) + 1)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, len(running) + 1)) as pool, _stopping(agents):
         if agents is not None:
             # The agent pod starts while the probes run; it scans after them (their shells gone).
             started = pool.submit(agents.start, pod.node_name) if running and pod.node_name else None
@@ -239,7 +252,7 @@ def _collect_by_agent(pods: list[Pod], node_names: list[str], options: Options) 
     with agent.session(kube.Cluster(options), agent.settings_of(options)) as agents:
         if not wanted and node_names:
             agent.check_node(agents.cluster, node_names[0])  # `node NODE` of a node with nothing running
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(wanted)))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(wanted)))) as pool, _stopping(agents):
             tables = dict(zip(wanted, pool.map(agents.scan, wanted), strict=True))
     # One scan of this machine's /proc serves every node it shows (kind/minikube/k3d here).
     local = functools.cache(hostprocs.scan_local)

@@ -154,8 +154,8 @@ class AgentSession:
             agent = self.start(node_name)
             result = self._exec_scan(agent)
         if result.table is None:
-            raise AgentFailed(f"the node agent on {node_name} could not scan: {result.error}",
-                              self._describe(agent))
+            raise AgentFailed(f"the node agent on {node_name} could not scan: {result.error}"
+                              + self._what_happened(agent), self._describe(agent))
         init = result.table.by_pid.get(1)
         if init is None or (init.cmdline.split()[:1] == ["sleep"] and len(result.table.processes) <= 2):
             # PID 1 is the agent's own sleep: the runtime ignored hostPID, so these are not node PIDs.
@@ -180,6 +180,22 @@ class AgentSession:
                                f"{self.settings.namespace}") from err
         finally:
             self._took("exec", began)
+
+    def _what_happened(self, agent: _Agent) -> str:
+        """The agent pod's phase and its container's end, as the API has them, for an error line."""
+        try:
+            pod = self.cluster.request("GET", f"{_pods_path(self.settings.namespace)}/{agent.name}",
+                                       what=f"agent pod {agent.name}")
+        except PidmapError:
+            return ""
+        status = pod.get("status") or {}
+        statuses = status.get("containerStatuses") or []
+        ends = [((c.get("state") or {}).get("terminated") or {}) for c in statuses]
+        parts = [f"phase {status.get('phase')}"]
+        parts += [str(status[key]) for key in ("reason", "message") if status.get(key)]
+        parts += [f"container {end.get('reason')} (exit {end.get('exitCode')}) {end.get('message') or ''}"
+                  .strip() for end in ends if end]
+        return " (agent pod: " + "; ".join(parts) + ")"
 
     def _refused_capabilities(self, agent: _Agent) -> bool:
         try:
@@ -227,7 +243,7 @@ class AgentSession:
                        started=time.monotonic())
         with self.lock:
             if self.closed:
-                raise KeyboardInterrupt("the run is ending")  # no new pod once clean-up began
+                raise AgentFailed("the run is ending: no agent is started")  # none once clean-up began
             old = self.agents.get(node_name)
             self.agents[node_name] = agent
             if old is not None and old is not agent:
@@ -262,6 +278,8 @@ class AgentSession:
         path = f"{_pods_path(self.settings.namespace)}/{agent.name}"
         deadline = time.monotonic() + START_TIMEOUT
         while True:
+            if self.closed:
+                raise AgentFailed("the run is ending: no longer waiting for the agent to start")
             pod = self.cluster.request("GET", path, what=f"agent pod {agent.name}")
             status = pod.get("status") or {}
             phase = status.get("phase")
@@ -302,6 +320,11 @@ class AgentSession:
             self.cluster.request("DELETE", path, query=[("gracePeriodSeconds", "0")],
                                  body={"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0},
                                  what=f"agent pod {agent.name}")
+
+    def stop(self) -> None:
+        """No new agent, and no more waiting for one to start: the run is ending."""
+        with self.lock:
+            self.closed = True
 
     def close(self) -> list[str]:
         """Delete every agent still there; the failures, as notes (the deadline ends those pods)."""
