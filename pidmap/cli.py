@@ -213,6 +213,9 @@ def whois(pid: int, level: str, node_name: str | None, via: str, agent_image: st
     from pidmap.collect import whois_pid
 
     _check_names(node_name=node_name, namespace=agent_namespace)
+    source = click.get_current_context().get_parameter_source("via")
+    if via == "agent" and level == "host" and source == click.core.ParameterSource.ENVIRONMENT:
+        via = "auto"  # PIDMAP_VIA=agent set for the cluster commands: a host PID is read here, as ever
     answer = whois_pid(pid, _options(kubeconfig, context, via, agent_image, agent_namespace, agent_deadline),
                        level=cast(whois_core.Level, level), node_name=node_name)
     click.echo(whois_core.render(answer, output))
