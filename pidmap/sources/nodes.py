@@ -59,6 +59,10 @@ def docker_errors(doing: str, *, container: str | None = None,
     except TimeoutError as err:
         raise DockerError(f"{doing} did not finish within {timeout or DEFAULT_TIMEOUT:g}s",
                           "is the node stuck? docker top NODE") from err
+    except requests.Timeout as err:
+        raise DockerError(f"the Docker engine at {where} did not answer within "
+                          f"{timeout or DEFAULT_TIMEOUT:g}s ({doing})",
+                          "is the engine overloaded? docker version; docker ps") from err
     except (docker.errors.DockerException, requests.RequestException, OSError) as err:
         text = str(err)
         if isinstance(err, PermissionError) or "Permission denied" in text or "PermissionError" in text:
