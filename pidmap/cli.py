@@ -109,16 +109,31 @@ request_timeout_option = click.option(
          "(30s, 500ms, 2m) [default: 10s for an API call, 20s for a probe].")
 
 
-def _options(kubeconfig: str | None, context: str | None, via: str = "auto",
-             request_timeout: float | None = None) -> Options:
-    timeouts = {} if request_timeout is None else {"request_timeout": request_timeout,
-                                                    "exec_timeout": request_timeout}
-    return Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via), **timeouts)
+VIA_HELP = ("How to read the node's processes: this machine's /proc (local), docker exec (docker), or a "
+            "short-lived pod on the node (agent: creates, then deletes, one hostPID pod per node; "
+            "the only way pidmap writes to a cluster). Also $PIDMAP_VIA.")
 
 
-via_option = click.option(
-    "--via", type=click.Choice(["auto", "local", "docker"]), default="auto", show_default=True,
-    help="Read node processes from this machine's /proc (local) or with docker exec (docker).")
+def _via_option(choices: tuple[str, ...], help_text: str = VIA_HELP) -> Callable[[F], F]:
+    def apply(fn: F) -> F:
+        for decorator in reversed((
+            click.option("--via", type=click.Choice(choices), default="auto", show_default=True,
+                         envvar="PIDMAP_VIA", help=help_text),
+            click.option("--agent-image", default=DEFAULT_AGENT_IMAGE, show_default=True,
+                         help="With --via agent: the agent pod's image (it needs only sh)."),
+            click.option("--agent-namespace", default=DEFAULT_AGENT_NAMESPACE, show_default=True,
+                         help="With --via agent: the namespace the agent pod is created in."),
+            click.option("--agent-deadline", type=click.IntRange(min=10), default=120, show_default=True,
+                         help="With --via agent: seconds the agent pod may live (activeDeadlineSeconds): "
+                         "it ends by then even if pidmap is killed."),
+        )):
+            fn = decorator(fn)
+        return fn
+    return apply
+
+
+DEFAULT_AGENT_IMAGE = "busybox"
+DEFAULT_AGENT_NAMESPACE = "default"
 context_option = click.option("--context", default=None, help="kubeconfig context to use (default: current).")
 kubeconfig_option = click.option(
     "--kubeconfig", default=None, type=click.Path(dir_okay=False),
@@ -157,7 +172,7 @@ def _check_names(**names: str | None) -> None:
 @main.command()
 @click.argument("pod", required=False, callback=_pod_name, shell_complete=complete_pods)
 @click.option("-c", "--container", default=None, help="Only this container.")
-@via_option
+@_via_option(("auto", "local", "docker", "agent"))
 @click.option("--all", "all_pods", is_flag=True,
               help="Every pod of the namespace (-n) or of all (-A): one host scan, no exec.")
 @click.option("-A", "--all-namespaces", is_flag=True, help="With --all: every namespace.")
@@ -167,11 +182,14 @@ def _check_names(**names: str | None) -> None:
 @click.option("--count", type=click.IntRange(min=1), default=None,
               help="With --watch: stop after this many refreshes.")
 @cluster_options
-def show(pod: str | None, container: str | None, via: str, all_pods: bool, all_namespaces: bool,
-         watch: bool, interval: float, count: int | None, namespace: str, context: str | None,
-         kubeconfig: str | None, request_timeout: float | None, output: str) -> None:
+def show(pod: str | None, container: str | None, via: str, agent_image: str, agent_namespace: str,
+         agent_deadline: int, all_pods: bool, all_namespaces: bool, watch: bool, interval: float,
+         count: int | None, namespace: str, context: str | None, kubeconfig: str | None,
+         request_timeout: float | None, output: str) -> None:
     """Show every process of POD with its PID in the container, on the node and on the host."""
-    options = _options(kubeconfig, context, via, request_timeout)
+    _check_names(namespace=agent_namespace)
+    options = _options(kubeconfig, context, via, agent_image, agent_namespace, agent_deadline,
+                       request_timeout)
     ctx = click.get_current_context()
     given = [f"--{name}" for name in ("interval", "count")
              if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
@@ -196,6 +214,7 @@ def show(pod: str | None, container: str | None, via: str, all_pods: bool, all_n
     if watch:
         ctx.invoke(
             watch_command, pod=pod, container=container, interval=interval, count=count, via=via,
+            agent_image=agent_image, agent_namespace=agent_namespace, agent_deadline=agent_deadline,
             namespace=namespace, context=context, kubeconfig=kubeconfig, request_timeout=request_timeout,
             output=output)
         return
@@ -214,18 +233,25 @@ def show(pod: str | None, container: str | None, via: str, all_pods: bool, all_n
               help="Whether PID is a host PID or a PID as seen inside a node container (needs --node).")
 @click.option("--node", "node_name", default=None, shell_complete=complete_nodes,
               help="The node container whose view PID is in (with --level node).")
+@_via_option(("auto", "agent"), "auto: this machine's /proc and Docker; agent: read NODE through a "
+             "short-lived hostPID pod on it (with --level node --node NODE). Also $PIDMAP_VIA.")
 @context_option
 @kubeconfig_option
 @request_timeout_option
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def whois(pid: int, level: str, node_name: str | None, context: str | None, kubeconfig: str | None,
-          request_timeout: float | None, output: str) -> None:
+def whois(pid: int, level: str, node_name: str | None, via: str, agent_image: str, agent_namespace: str,
+          agent_deadline: int, context: str | None, kubeconfig: str | None, request_timeout: float | None,
+          output: str) -> None:
     """Which node, pod and container own PID (a host PID, or a node PID with --level node)."""
     from pidmap import whois as whois_core
     from pidmap.collect import whois_pid
 
-    _check_names(node_name=node_name)
-    answer = whois_pid(pid, _options(kubeconfig, context, request_timeout=request_timeout),
+    _check_names(node_name=node_name, namespace=agent_namespace)
+    source = click.get_current_context().get_parameter_source("via")
+    if via == "agent" and level == "host" and source == click.core.ParameterSource.ENVIRONMENT:
+        via = "auto"  # PIDMAP_VIA=agent set for the cluster commands: a host PID is read here, as ever
+    answer = whois_pid(pid, _options(kubeconfig, context, via, agent_image, agent_namespace, agent_deadline,
+                                     request_timeout),
                        level=cast(whois_core.Level, level), node_name=node_name)
     click.echo(whois_core.render(answer, output))
 
@@ -236,15 +262,18 @@ def _echo_maps(maps: list[PodMap], output: str) -> None:
 
 @main.command("node")
 @click.argument("node_name", metavar="NODE", shell_complete=complete_nodes)
-@via_option
+@_via_option(("auto", "local", "docker", "agent"))
 @_cluster_options(namespace=None, namespace_help="Only the pods of this namespace [default: every one].")
-def node_command(node_name: str, via: str, namespace: str | None, context: str | None,
-                 kubeconfig: str | None, request_timeout: float | None, output: str) -> None:
+def node_command(node_name: str, via: str, agent_image: str, agent_namespace: str, agent_deadline: int,
+                 namespace: str | None, context: str | None, kubeconfig: str | None,
+                 request_timeout: float | None, output: str) -> None:
     """Every pod on NODE with all its processes: one host scan, one list call, no exec."""
     from pidmap.collect import collect_node
 
     _check_names(node_name=node_name, namespace=namespace)
-    options = _options(kubeconfig, context, via, request_timeout)
+    _check_names(namespace=agent_namespace)
+    options = _options(kubeconfig, context, via, agent_image, agent_namespace, agent_deadline,
+                       request_timeout)
     maps = collect_node(node_name, options)
     # Filtered after the node-wide list: whether NODE exists is told by all of its pods.
     _echo_maps([m for m in maps if namespace is None or m.pod.namespace == namespace], output)
@@ -257,10 +286,11 @@ def node_command(node_name: str, via: str, namespace: str | None, context: str |
               help="Seconds between refreshes.")
 @click.option("--count", type=click.IntRange(min=1), default=None,
               help="Stop after this many refreshes (default: until Ctrl-C).")
-@via_option
+@_via_option(("auto", "local", "docker", "agent"))
 @_cluster_options(outputs=WATCH_OUTPUTS, output_help="table, wide, or json (one document per line).")
 def watch_command(pod: str, container: str | None, interval: float, count: int | None, via: str,
-                  namespace: str, context: str | None, kubeconfig: str | None, request_timeout: float | None,
+                  agent_image: str, agent_namespace: str, agent_deadline: int, namespace: str,
+                  context: str | None, kubeconfig: str | None, request_timeout: float | None,
                   output: str) -> None:
     """Map POD every --interval seconds; mark processes that appeared or vanished and restarts.
 
@@ -268,25 +298,39 @@ def watch_command(pod: str, container: str | None, interval: float, count: int |
     the watch with exit status 0.
     """
     from pidmap import watch as watch_core
+    from pidmap.collect import agents_for
 
     _check_names(pod=pod, namespace=namespace, container=container)
+    _check_names(namespace=agent_namespace)
     target = Target(namespace=namespace, pod=pod, container=container)
-    options = _options(kubeconfig, context, via, request_timeout)
+    options = _options(kubeconfig, context, via, agent_image, agent_namespace, agent_deadline,
+                       request_timeout)
     clear = output != "json" and sys.stdout.isatty()
     try:
-        for frame in watch_core.run(lambda: collect_pod(target, options), interval=interval, count=count):
-            if output == "json":
-                line = watch_core.frame_json(frame)
-                if line is not None:
-                    click.echo(line)
-                continue
-            text = watch_core.frame_text(frame, pod_label=f"{namespace}/{pod}", interval=interval,
-                                         wide=output == "wide")
-            # On a terminal the picture is redrawn in place; piped, each refresh follows the last.
-            click.echo(("\x1b[H\x1b[2J" if clear else ("" if frame.refresh == 1 else "\n")) + text)
+        # One agent per node for the whole watch (reused by every refresh), deleted when it ends.
+        with agents_for(options) as agents:
+            for frame in watch_core.run(lambda: collect_pod(target, options, agents), interval=interval,
+                                        count=count):
+                if output == "json":
+                    line = watch_core.frame_json(frame)
+                    if line is not None:
+                        click.echo(line)
+                    continue
+                text = watch_core.frame_text(frame, pod_label=f"{namespace}/{pod}", interval=interval,
+                                             wide=output == "wide")
+                # On a terminal the picture is redrawn in place; piped, each refresh follows the last.
+                click.echo(("\x1b[H\x1b[2J" if clear else ("" if frame.refresh == 1 else "\n")) + text)
     except KeyboardInterrupt:
         # Stopping is how a watch is meant to end: not an error (documented exit status 0).
         click.echo("", err=True)
+
+
+def _options(kubeconfig: str | None, context: str | None, via: str, agent_image: str,
+             agent_namespace: str, agent_deadline: int, request_timeout: float | None = None) -> Options:
+    timeouts = {} if request_timeout is None else {"request_timeout": request_timeout,
+                                                    "exec_timeout": request_timeout}
+    return Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via), agent_image=agent_image,
+                   agent_namespace=agent_namespace, agent_deadline=agent_deadline, **timeouts)
 
 
 def _register_sandbox() -> None:
@@ -299,6 +343,32 @@ def _register_sandbox() -> None:
 
 
 _register_sandbox()
+
+
+# cobra's ShellCompDirectiveNoFileComp: kubectl's shell script offers these words and no file names.
+NO_FILE_COMPLETION = 4
+
+
+def kubectl_complete(argv: list[str] | None = None) -> None:
+    """``kubectl_complete-pidmap ARG... PARTIAL``: what kubectl (1.26+) runs for ``kubectl pidmap <TAB>``.
+
+    It answers in cobra's ``__complete`` format, one ``word<TAB>description`` per line and then
+    ``:DIRECTIVE``, from the same click completion as ``pidmap``'s own shell completion, so pod names
+    come from the cluster and node names from Docker. Silent on any error, as every completion.
+    """
+    from click.shell_completion import ShellComplete
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    incomplete = args.pop() if args else ""
+    try:
+        completer = ShellComplete(main, {}, "kubectl pidmap", "_PIDMAP_COMPLETE")
+        items = completer.get_completions(args, incomplete)
+    except Exception:  # completion must stay silent whatever goes wrong
+        items = []
+    for item in items:
+        help_text = " ".join((item.help or "").split())
+        print(f"{item.value}\t{help_text}" if help_text else item.value)
+    print(f":{NO_FILE_COMPLETION}")
 
 
 if __name__ == "__main__":  # pragma: no cover

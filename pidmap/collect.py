@@ -12,19 +12,59 @@ is read again at the end so that a container that restarted meanwhile is reporte
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pidmap.correlate import correlate
 from pidmap.errors import DockerError, ExecError, NotFoundError, PidmapError, UsageError
-from pidmap.model import HostView, Node, Options, Pod, PodMap, ProcessTable, Subject, Target
+from pidmap.model import (
+    HostView,
+    Node,
+    Options,
+    Pod,
+    PodMap,
+    ProbeResult,
+    ProcessTable,
+    Subject,
+    Target,
+    Via,
+)
 from pidmap.nodemap import map_pods
-from pidmap.sources import hostprocs, kube, nodes
+from pidmap.sources import agent, hostprocs, kube, nodes
 from pidmap.whois import Answer, Level, NodeInfo, identify, node_of
 
 
-def collect_pod(target: Target, options: Options) -> PodMap:
+@contextmanager
+def agents_for(options: Options) -> Iterator[agent.AgentSession | None]:
+    """The node agents of one run (``--via agent``; None otherwise), deleted however it ends: a
+    ``watch`` holds one session for all its refreshes, so each node's agent is reused."""
+    if options.via != "agent":
+        yield None
+        return
+    with agent.session(kube.Cluster(options), agent.settings_of(options)) as agents:
+        yield agents
+
+
+@contextmanager
+def _stopping(agents: agent.AgentSession | None) -> Iterator[None]:
+    """On Ctrl-C or SIGTERM while agents start in worker threads, tell them to stop waiting, so that
+    the pool's exit does not wait out a pod start before the agents are deleted. (Not on an error: a
+    watch goes on after a failed refresh, with its agents.)"""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        if agents is not None:
+            agents.stop()
+        raise
+
+
+def collect_pod(target: Target, options: Options, agents: agent.AgentSession | None = None) -> PodMap:
+    if options.via == "agent" and agents is None:
+        with agents_for(options) as own:
+            return collect_pod(target, options, own)
     kube.validate_target(target)
     cluster = kube.Cluster(options)
     pod = cluster.get_pod(target)
@@ -37,21 +77,35 @@ def collect_pod(target: Target, options: Options) -> PodMap:
     running = [c for c in wanted if pod.runs(c)]
     notes: list[str] = []
 
-    with ThreadPoolExecutor(max_workers=max(1, len(running) + 1)) as pool:
-        node_future = pool.submit(_find_node, pod)
+    with ThreadPoolExecutor(max_workers=max(1, len(running) + 1)) as pool, _stopping(agents):
+        if agents is not None:
+            # The agent pod starts while the probes run; it scans after them (their shells gone).
+            started = pool.submit(agents.start, pod.node_name) if running and pod.node_name else None
+        else:
+            node_future = pool.submit(_find_node, pod)
         probe_futures = {c.name: pool.submit(cluster.probe, target, c.name) for c in running}
         probes = {name: future.result() for name, future in probe_futures.items()}
-        client, node, node_note = _node_result(node_future, required=bool(running))
-    if node_note:
-        notes.append(node_note)
+        if agents is not None:
+            reach = Reach(host_side=False)
+            if started is not None:
+                started.result()
+        else:
+            reach = _node_result(node_future, options.via, required=bool(running))
+    if reach.note:
+        notes.append(reach.note)
 
     host: HostView | None = None
     restarted: set[str] = set()
     if running:
-        host = hostprocs.host_view(client, node, options.via, timeout=options.exec_timeout)
+        if agents is not None and pod.node_name:
+            table = agents.scan(pod.node_name)
+            host = hostprocs.agent_view(table, notes=tuple(agents.notes))
+            reach = Reach(node=machine_node(pod.node_name, host))
+        elif reach.host_side:
+            host = hostprocs.host_view(reach.client, reach.node, options.via, timeout=options.exec_timeout)
         restarted, restart_notes = _restarts(cluster, target, pod)
         notes.extend(restart_notes)
-    result = correlate(pod, node, probes, host, only_container=target.container, notes=tuple(notes))
+    result = correlate(pod, reach.node, probes, host, only_container=target.container, notes=tuple(notes))
     for cmap in result.containers:
         probe = probes.get(cmap.container.name)
         # A restarted container's exec failed because it went away under it: that is the news.
@@ -71,17 +125,47 @@ def _find_node(pod: Pod) -> tuple[Any, Node | None]:
     return client, nodes.find_node(client, pod.node_name)
 
 
-def _node_result(future: Future[tuple[Any, Node | None]], *,
-                 required: bool) -> tuple[Any, Node | None, str | None]:
+def machine_node(node_name: str, view: HostView | None) -> Node | None:
+    """The node as the agent saw it when it is a machine of its own (its host is itself)."""
+    if view is None or view.via != "agent" or view.node_level != 0 or view.host_level != 0:
+        return None
+    return Node(name=node_name, provider="machine", container_id="", host_pid=1)
+
+
+AGENT_HINT = "rerun with --via agent to read them through a short-lived pod on the node"
+
+
+def no_node_note(reason: str) -> str:
+    """The note of a map made without the node: what is missing, why, and how to get it."""
+    return f"node and host PIDs unknown: {reason}; {AGENT_HINT}"
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How the node of a pod can be read from here (Docker), or why not."""
+
+    client: Any = None
+    node: Node | None = None
+    note: str | None = None
+    host_side: bool = True  # False: nothing on this machine shows the node (no Docker, not a container)
+
+
+def _node_result(future: Future[tuple[Any, Node | None]], via: Via, *, required: bool) -> Reach:
     try:
         client, node = future.result()
     except nodes.DockerAccessDenied as err:
-        return None, None, f"Docker: {err.message} — node container and node PIDs unknown"
+        # This machine runs the engine (its socket is here): its /proc still shows host PIDs.
+        return Reach(note=f"Docker: {err.message} — node container and node PIDs unknown")
+    except (nodes.DockerUnavailable, nodes.NodeNotDockerError) as err:
+        if via in ("docker", "local"):
+            raise  # asked for by name: no way round it
+        # Degrade, never drop: the exec already gave the container level.
+        return Reach(note=no_node_note(err.message), host_side=False)
     except DockerError as err:
         if required:
             raise
-        return None, None, f"node container not looked up: {err.message}"
-    return client, node, None
+        return Reach(note=f"node container not looked up: {err.message}")
+    return Reach(client=client, node=node)
 
 
 def _restarts(cluster: kube.Cluster, target: Target, before: Pod) -> tuple[set[str], list[str]]:
@@ -118,31 +202,81 @@ def collect_node(node_name: str, options: Options) -> list[PodMap]:
     """Every pod scheduled on ``node_name``, mapped from one host scan and one list call."""
     cluster = kube.Cluster(options)
     pods = kube.list_pods(cluster, node_name=node_name)
-    client = nodes.docker_client()
+    if options.via == "agent":
+        return _collect_by_agent(pods, [node_name], options)
     try:
+        client = nodes.docker_client()
         node = nodes.find_node(client, node_name)
-    except nodes.NodeNotDockerError as err:
+    except (nodes.DockerUnavailable, nodes.NodeNotDockerError) as err:
+        if options.via in ("docker", "local"):
+            raise
         if not pods:
-            raise NotFoundError(f"node {node_name} not found: no node container and no pod on it",
-                                "list nodes: kubectl get nodes") from err
-        raise
+            kube.get_node(cluster, node_name)  # NotFoundError when the cluster has no such node
+        return _probed(cluster, pods, {node_name: no_node_note(err.message)})
     return _collect(pods, {node.name: node}, client, options)
 
 
 def collect_all(namespace: str | None, options: Options) -> list[PodMap]:
     """Every pod of ``namespace`` (all namespaces when None), grouped by node, one scan in all."""
-    pods = kube.list_pods(kube.Cluster(options), namespace=namespace)
+    cluster = kube.Cluster(options)
+    pods = kube.list_pods(cluster, namespace=namespace)
+    if options.via == "agent":
+        return _collect_by_agent(pods, sorted({p.node_name for p in pods if p.node_name}), options)
     found: dict[str, Node] = {}
+    unreachable: dict[str, str] = {}
     client: Any = None
     wanted = sorted({pod.node_name for pod in pods if pod.node_name})
     if wanted:
-        client = nodes.docker_client()
-        for name in wanted:
+        try:
+            client = nodes.docker_client()
+        except nodes.DockerUnavailable as err:
+            if options.via in ("docker", "local"):
+                raise
+            unreachable = dict.fromkeys(wanted, no_node_note(err.message))
+        for name in wanted if client is not None else ():
             try:
                 found[name] = nodes.find_node(client, name)
-            except nodes.NodeNotDockerError:
-                continue  # reported as a note on each of its pods
-    return _collect(pods, found, client, options)
+            except nodes.NodeNotDockerError as err:
+                if options.via in ("docker", "local"):
+                    continue  # reported as a note on each of its pods
+                unreachable[name] = no_node_note(err.message)
+    mapped = _collect([p for p in pods if p.node_name not in unreachable], found, client, options)
+    probed = _probed(cluster, [p for p in pods if p.node_name in unreachable], unreachable)
+    return sorted([*mapped, *probed], key=lambda m: (m.pod.namespace, m.pod.name))
+
+
+def _collect_by_agent(pods: list[Pod], node_names: list[str], options: Options) -> list[PodMap]:
+    """``--via agent``: one agent per node that runs something (in parallel), no Docker, no exec into pods."""
+    wanted = [name for name in node_names if any(p.runs(c) for p in pods if p.node_name == name
+                                                  for c in p.containers)]
+    with agent.session(kube.Cluster(options), agent.settings_of(options)) as agents:
+        if not wanted and node_names:
+            agent.check_node(agents.cluster, node_names[0])  # `node NODE` of a node with nothing running
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(wanted)))) as pool, _stopping(agents):
+            tables = dict(zip(wanted, pool.map(agents.scan, wanted), strict=True))
+    # One scan of this machine's /proc serves every node it shows (kind/minikube/k3d here).
+    local = functools.cache(hostprocs.scan_local)
+    views: dict[str, HostView | None] = {name: hostprocs.agent_view(table, local, tuple(agents.notes))
+                                         for name, table in tables.items()}
+    found = {name: node for name, view in views.items() if (node := machine_node(name, view)) is not None}
+    return map_pods(pods, found, views)
+
+
+def _probed(cluster: kube.Cluster, pods: list[Pod], notes: dict[str, str]) -> list[PodMap]:
+    """Pods whose node nothing here can read: the container level from one exec per running
+    container (in parallel), as ``show`` has it; node and host PIDs stay unknown, with a note."""
+    jobs = [(pod, c) for pod in pods for c in pod.containers if pod.runs(c)]
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(jobs)))) as pool:
+        futures = {(pod.namespace, pod.name, c.name): pool.submit(
+            cluster.probe, Target(namespace=pod.namespace, pod=pod.name), c.name) for pod, c in jobs}
+        results = {key: future.result() for key, future in futures.items()}
+    maps = []
+    for pod in sorted(pods, key=lambda p: (p.namespace, p.name)):
+        mine = [c.name for c in pod.containers if (pod.namespace, pod.name, c.name) in results]
+        probes: dict[str, ProbeResult] = {name: results[(pod.namespace, pod.name, name)] for name in mine}
+        note = notes.get(pod.node_name or "")
+        maps.append(correlate(pod, None, probes, None, notes=(note,) if note else ()))
+    return maps
 
 
 def _collect(pods: list[Pod], found: dict[str, Node], client: Any, options: Options) -> list[PodMap]:
@@ -178,7 +312,17 @@ def whois_pid(pid: int, options: Options, *, level: Level = "host", node_name: s
     if level == "node" and not node_name:
         raise UsageError("--level node needs --node NAME",
                          "node PIDs repeat across nodes: pidmap whois PID --level node --node NODE")
-    client = nodes.docker_client()
+    if options.via == "agent":
+        if level != "node" or node_name is None:
+            raise UsageError("--via agent reads one node: it needs --level node --node NODE",
+                             "pidmap whois PID --level node --node NODE --via agent")
+        return _whois_by_agent(pid, node_name, options, procfs_root)
+    try:
+        client = nodes.docker_client()
+    except nodes.DockerUnavailable as err:
+        raise nodes.DockerUnavailable(
+            f"{err.message}: no way to the node containers from here",
+            "for a node PID: pidmap whois PID --level node --node NODE --via agent") from err
     node_list = nodes.list_nodes(client)
     table = hostprocs.scan_local(procfs_root)
     infos = _node_infos([n for n in node_list if n.running], table)
@@ -205,6 +349,42 @@ def whois_pid(pid: int, options: Options, *, level: Level = "host", node_name: s
     if info is not None and subject.process.pid != info.node.host_pid:
         pods = kube.list_pods(kube.Cluster(options), node_name=info.node.name)
     return identify(subject, infos, pods, table)
+
+
+def _whois_by_agent(pid: int, node_name: str, options: Options, procfs_root: str) -> Answer:
+    """``whois PID --level node --node NODE --via agent``: the agent's scan of NODE names the node's
+    PID namespace; this machine's /proc adds the host side where it shows that namespace."""
+    cluster = kube.Cluster(options)
+    with agent.session(cluster, agent.settings_of(options)) as agents:
+        table = agents.scan(node_name)
+    local = functools.partial(hostprocs.scan_local, procfs_root)
+    view = hostprocs.agent_view(table, local, tuple(agents.notes))
+    node_ns = table.reader_pid_ns
+    level = view.node_level or 0
+    init = next((p for p in view.table.by_pid_ns.get(node_ns or -1, ()) if p.pid_at(level) == 1), None)
+    node = machine_node(node_name, view) or Node(
+        name=node_name, provider="unknown", container_id="",
+        host_pid=init.pid if init is not None and view.host_level == 0 else None)
+    info = NodeInfo(node=node, level=level, pid_ns=node_ns)
+    pods = kube.list_pods(cluster, node_name=node_name)
+    if view.table is not table:
+        # This machine shows the node: the ordinary path, from the host's /proc.
+        subject = _node_subject(pid, info, view.table, procfs_root)
+        return identify(subject, [info], pods, view.table)
+    found = next((p for p in table.processes if p.pid == pid), None)
+    if found is None:
+        raise NotFoundError(f"no process with PID {pid} on node {node_name}",
+                            f"the agent saw {len(table.processes)} processes there; list them with "
+                            f"pidmap node {node_name} --via agent")
+    # The agent's table keeps what whois needs of the cgroup file (container ID, pod UID) and of the
+    # ancestry (the process's namespace, nested in the node's).
+    cgroup_text = "\n".join(part for part in (
+        f"0::/kubepods/pod{found.pod_uid}" if found.pod_uid else "", found.cgroup_id or "") if part)
+    ancestry = tuple(dict.fromkeys(ns for ns in (found.pid_ns, node_ns) if ns is not None)) or None
+    subject = Subject(process=found, cgroup_text=cgroup_text, ns_ancestry=ancestry)
+    answer = identify(subject, [info], pods, table,
+                      seen_as="host PID" if view.host_level == 0 else f"node {node_name} PID")
+    return answer if view.host_level == 0 else replace(answer, host_pid=None)
 
 
 def _node_subject(pid: int, info: NodeInfo, table: ProcessTable, procfs_root: str) -> Subject:

@@ -40,3 +40,4 @@ def complete_nodes(ctx: click.Context, _param: click.Parameter, incomplete: str)
                 if node.name.startswith(incomplete)]
     except Exception:  # completion must stay silent whatever goes wrong
         return []
+

@@ -14,7 +14,7 @@ from typing import Literal, TypeVar
 
 ContainerType = Literal["init", "app", "ephemeral"]
 ContainerState = Literal["running", "waiting", "terminated", "unknown"]
-Via = Literal["auto", "local", "docker"]
+Via = Literal["auto", "local", "docker", "agent"]
 _Key = TypeVar("_Key", int, str)
 
 
@@ -36,6 +36,9 @@ class Options:
     via: Via = "auto"
     exec_timeout: float = 20.0
     request_timeout: float = 10.0
+    agent_image: str = "busybox"  # --via agent: the node agent pod's image (needs only sh)
+    agent_namespace: str = "default"  # --via agent: where the agent pod is created
+    agent_deadline: int = 120  # --via agent: the agent pod's activeDeadlineSeconds
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,9 @@ class Pod:
         return container.state == "running" and self.phase in ("Running", "Pending") and bool(self.node_name)
 
 
-Provider = Literal["kind", "minikube", "k3d", "docker"]
+# Through the agent: "machine", a node that is a machine of its own (its host is itself);
+# "unknown", a node in a PID namespace of its own whose maker no Docker label tells.
+Provider = Literal["kind", "minikube", "k3d", "docker", "machine", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -172,7 +177,7 @@ class HostView:
     """
 
     table: ProcessTable
-    via: Literal["local", "docker"]
+    via: Literal["local", "docker", "agent"]
     node_level: int | None
     host_level: int | None
     notes: tuple[str, ...] = ()

@@ -28,8 +28,9 @@ def map_pods(pods: list[Pod], nodes_by_name: dict[str, Node],
     for pod in _sorted(pods):
         node = nodes_by_name.get(pod.node_name or "")
         notes: tuple[str, ...] = ()
-        if pod.node_name and node is None:
+        # A node read through the agent has a view but no node container.
+        host = views.get(pod.node_name or "")
+        if pod.node_name and node is None and host is None:
             notes = (f"node {pod.node_name} is not a Docker container on this engine",)
-        host = views.get(node.name) if node is not None else None
         result.append(correlate(pod, node, {}, host, notes=notes))
     return result

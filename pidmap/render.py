@@ -64,7 +64,7 @@ def to_document(result: PodMap) -> dict[str, Any]:
         "node": {
             "name": node.name if node else result.pod.node_name,
             "provider": node.provider if node else None,
-            "container_id": node.container_id if node else None,
+            "container_id": (node.container_id or None) if node else None,  # none: seen by the agent
             "host_pid": node.host_pid if node else None,
         },
         "via": result.via,
@@ -101,9 +101,9 @@ def render_text(result: PodMap, wide: bool = False) -> str:
     pod, node = result.pod, result.node
     lines = [f"POD {cell(pod.namespace)}/{cell(pod.name)}   phase: {cell(pod.phase)}"]
     if node is not None:
-        lines.append(f"NODE {cell(node.name)}   provider: {node.provider}   "
-                     f"container: {cell(node.container_id[:12])}   host PID: {cell(node.host_pid)}"
-                     + ("" if node.running else "   (stopped)"))
+        container = cell(node.container_id[:12]) or MISSING  # none: a node seen through the agent
+        lines.append(f"NODE {cell(node.name)}   provider: {node.provider}   container: {container}   "
+                     f"host PID: {cell(node.host_pid)}" + ("" if node.running else "   (stopped)"))
     else:
         lines.append(f"NODE {cell(pod.node_name or '(not scheduled)')}   "
                      "provider: -   container: -   host PID: -")

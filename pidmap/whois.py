@@ -80,8 +80,12 @@ def _container_of(pods: Sequence[Pod], container_id: str | None) -> tuple[Pod, C
 
 
 def identify(subject: Subject, nodes: Sequence[NodeInfo], pods: Sequence[Pod],
-             table: ProcessTable | None = None) -> Answer:
-    """Pure: what the process is. ``pods`` are the pods of its node; ``table`` the host scan."""
+             table: ProcessTable | None = None, *, seen_as: str = "host PID") -> Answer:
+    """Pure: what the process is. ``pods`` are the pods of its node; ``table`` the host scan.
+
+    ``seen_as`` names the PID the subject carries: a host PID, or a node PID when only the node's
+    view was read (the node agent on a node whose host this machine cannot see).
+    """
     proc = subject.process
     info = node_of(subject, nodes)
     base: dict[str, Any] = {"host_pid": proc.pid, "nspid": proc.nspid, "command": proc.cmdline,
@@ -92,22 +96,22 @@ def identify(subject: Subject, nodes: Sequence[NodeInfo], pods: Sequence[Pod],
             # nsenter / docker exec: joined the node's cgroup but kept the host's PID namespace.
             return Answer(kind="node", node_pid=None, container_pid=None, node=outside,
                           matched_by="node container ID in the cgroup path",
-                          summary=(f"host PID {proc.pid} is in the cgroup of node container {outside.name} "
+                          summary=(f"{seen_as} {proc.pid} is in the cgroup of node container {outside.name} "
                                    "but not in its PID namespace (a process that entered the node, such as "
                                    "nsenter): no pod owns it"), **base)
         if proc.cgroup_id:
             return Answer(kind="other-container", node_pid=None, container_pid=None,
-                          summary=(f"host PID {proc.pid} is in Docker container {proc.cgroup_id[:12]}, "
+                          summary=(f"{seen_as} {proc.pid} is in Docker container {proc.cgroup_id[:12]}, "
                                    "which is not a Kubernetes node: no pod owns it"), **base)
         return Answer(kind="host", node_pid=None, container_pid=None,
-                      summary=f"host PID {proc.pid} is a process of the host itself, in no node container",
+                      summary=f"{seen_as} {proc.pid} is a process of the host itself, in no node container",
                       **base)
     node = info.node
     node_pid = proc.pid_at(info.level)
     base["node"] = node
     if proc.pid == node.host_pid:
         return Answer(kind="node", node_pid=node_pid, container_pid=None, matched_by="node init host PID",
-                      summary=f"host PID {proc.pid} is the init process (node PID {node_pid}) of node "
+                      summary=f"{seen_as} {proc.pid} is the init process (node PID {node_pid}) of node "
                               f"container {node.name}: no pod owns it", **base)
     # The container's own namespace is the one just below the node's.
     container_pid = proc.pid_at(info.level + 1)
@@ -131,7 +135,7 @@ def identify(subject: Subject, nodes: Sequence[NodeInfo], pods: Sequence[Pod],
             shared = " (the pod shares one PID namespace)"
         return Answer(kind="container", node_pid=node_pid, container_pid=container_pid, pod=pod,
                       container=container, matched_by=matched_by,
-                      summary=(f"host PID {proc.pid} is PID {_text(container_pid)} of container "
+                      summary=(f"{seen_as} {proc.pid} is PID {_text(container_pid)} of container "
                                f"{container.name} in pod {pod.namespace}/{pod.name} on node {node.name}"
                                + shared), **base)
     uid = cgroup_pod_uid(subject.cgroup_text)
@@ -139,14 +143,14 @@ def identify(subject: Subject, nodes: Sequence[NodeInfo], pods: Sequence[Pod],
     if pod_by_uid is not None and proc.cgroup_id is None:
         return Answer(kind="node", node_pid=node_pid, container_pid=container_pid, pod=pod_by_uid,
                       matched_by="pod UID in the cgroup path",
-                      summary=(f"host PID {proc.pid} is in the cgroup of pod {pod_by_uid.namespace}/"
+                      summary=(f"{seen_as} {proc.pid} is in the cgroup of pod {pod_by_uid.namespace}/"
                                f"{pod_by_uid.name} on node {node.name} but in none of its containers' "
                                "(a runtime helper of the pod): no container owns it"), **base)
     if pod_by_uid is not None:
         # The leaf id is no container's: it is the pod sandbox's, whose only process is pause.
         return Answer(kind="pod-sandbox", node_pid=node_pid, container_pid=container_pid, pod=pod_by_uid,
                       matched_by="pod UID in the cgroup path",
-                      summary=(f"host PID {proc.pid} is the pod sandbox (pause process) of pod "
+                      summary=(f"{seen_as} {proc.pid} is the pod sandbox (pause process) of pod "
                                f"{pod_by_uid.namespace}/{pod_by_uid.name} on node {node.name}: "
                                "it belongs to no container of the pod"), **base)
     if uid is not None:
@@ -158,7 +162,7 @@ def identify(subject: Subject, nodes: Sequence[NodeInfo], pods: Sequence[Pod],
     else:
         what = f"a process of node {node.name} itself (node PID {node_pid}), in no pod"
     return Answer(kind="node", node_pid=node_pid, container_pid=container_pid,
-                  summary=f"host PID {proc.pid} is {what}", **base)
+                  summary=f"{seen_as} {proc.pid} is {what}", **base)
 
 
 def _text(value: int | None) -> str:
@@ -186,7 +190,7 @@ def to_document(answer: Answer) -> dict[str, Any]:
         "container_pid": answer.container_pid,
         "nspid": list(answer.nspid),
         "node": node.name if node else None,
-        "node_container_id": node.container_id if node else None,
+        "node_container_id": (node.container_id or None) if node else None,
         "namespace": pod.namespace if pod else None,
         "pod": pod.name if pod else None,
         "container": container.name if container else None,

@@ -2,13 +2,16 @@
 """Time `pidmap show` side by side with the peers' ways of getting (part of) the same answer.
 
     $ .venv/bin/python scripts/bench.py --pod kubia-manual --runs 5
-    pod default/kubia-manual on node learn-k8s-m03, 5 runs each, median wall time
-    what                                                   median s   vs pidmap show
-    pidmap show (container -> node -> host, all levels)       0.412            1.00
-    course's 3 commands (kubectl exec ps; get -o wide; ...)   0.655            1.59
-    kubectl exec POD -- ps aux (container level only)         0.201            0.49
-    docker top NODE (node/host level only)                    0.045            0.11
-    lsns -t pid (host level only)                             0.030            0.07
+    kubectl debug node/NODE: not supported by this cluster (the sandbox's API server takes pods as ...
+    pod default/kubia-manual on node learn-k8s-m02, 5 runs each, median wall time
+    where --via agent's time goes (one run, seconds): reap 0.014, node 0.015, create 0.046, start ...
+    what                                                                      median s  vs pidmap show
+    pidmap show (container -> node -> host, all levels)                          1.101            1.00
+    pidmap show --via agent (no Docker; one agent pod per run)                   4.701            4.27
+    course's 3 commands (kubectl exec ps; get -o wide; docker exec NODE ps)      0.533            0.48
+    kubectl exec POD -- ps aux (container level only)                            0.338            0.31
+    docker top NODE (node/host level only)                                       0.065            0.06
+    lsns -t pid (host level only)                                                0.010            0.01
 
 Each peer answers only part of the question (see the "what" column); the course's three commands
 are the only peer that covers as many levels, and still leaves the matching to the reader's eye.
@@ -78,6 +81,18 @@ def run_bench(pod: str, namespace: str, runs: int, env: dict[str, str]) -> list[
     ]
     rows = [("pidmap show (container -> node -> host, all levels)",
              timed([*pidmap, "show", pod, "-n", namespace], runs, env))]
+    # The node agent: no Docker needed (DOCKER_HOST at nothing), one hostPID pod created and deleted.
+    no_docker = {**env, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    rows.append(("pidmap show --via agent (no Docker; one agent pod per run)",
+                 timed([*pidmap, "show", pod, "-n", namespace, "--via", "agent"], runs, no_docker)))
+    debug = ["kubectl", "debug", f"node/{node}", "--image=busybox", "--attach", "--", "ps"]
+    if subprocess.run([*debug[:2], "--help"], capture_output=True, env=env, check=False).returncode == 0 \
+            and subprocess.run(debug, capture_output=True, env=env, check=False, timeout=120).returncode == 0:
+        rows.append(("kubectl debug node/NODE --image=busybox -- ps (node level; leaves its pod)",
+                     timed(debug, runs, env)))
+    else:
+        print("kubectl debug node/NODE: not supported by this cluster (the sandbox's API server takes "
+              "pods as JSON only, and kubectl debug sends protobuf): not timed")
     course_times = [timed(argv, runs, env) for argv in course]
     rows.append(("course's 3 commands (kubectl exec ps; get -o wide; docker exec NODE ps)",
                  sum(course_times)))
@@ -90,7 +105,28 @@ def run_bench(pod: str, namespace: str, runs: int, env: dict[str, str]) -> list[
         if shutil.which(peer):
             rows.append((f"{peer} ({' '.join(argv[1:])})", timed(argv, runs, env)))
     print(f"pod {namespace}/{pod} on node {node}, {runs} runs each, median wall time")
+    print("where --via agent's time goes (one run, seconds): " + agent_steps(pod, namespace, no_docker))
     return rows
+
+
+AGENT_STEPS = """
+import json, sys, time
+from pidmap.collect import agents_for, collect_pod
+from pidmap.model import Options, Target
+options = Options(via="agent")
+began = time.perf_counter()
+with agents_for(options) as agents:
+    collect_pod(Target(namespace=sys.argv[2], pod=sys.argv[1]), options, agents)
+    steps = agents.timings
+steps["total in-process"] = time.perf_counter() - began
+print(json.dumps({k: round(v, 3) for k, v in steps.items()}))
+"""
+
+
+def agent_steps(pod: str, namespace: str, env: dict[str, str]) -> str:
+    """The agent's own timings (reap, node check, create, start, exec, delete) from one in-process run."""
+    out = must([sys.executable, "-c", AGENT_STEPS, pod, namespace], env).strip()
+    return ", ".join(f"{step} {seconds}" for step, seconds in json.loads(out).items())
 
 
 def report(rows: list[tuple[str, float]]) -> None:

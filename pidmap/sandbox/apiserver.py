@@ -754,6 +754,8 @@ class ApiServer:
                 {"name": pod["metadata"]["name"], "kind": "pods"},
             )
         name = pod["metadata"]["name"]
+        self._authorize("create", "pods", "", namespace)
+        self._admit_pod_security(pod, namespace)
         if (namespace, name) in self.store.pods:
             raise objects.already_exists("pods", name)
         node = pod["spec"].get("nodeName") or objects.schedule(
@@ -782,6 +784,21 @@ class ApiServer:
         log.info("pod %s/%s -> node %s", namespace, name, node)
         return reply
 
+    def _authorize(self, verb: str, resource: str, name: str, namespace: str) -> None:
+        """The RBAC stand-in: 403 in RBAC's words for a rule of ``sandbox up --forbid VERB:RESOURCE``."""
+        rules = self.paths.load_forbidden()
+        if self.spec.exec_forbidden:
+            rules |= {"create:pods/exec"}
+        if f"{verb}:{resource}" in rules:
+            raise objects.forbidden(SANDBOX_USER, verb, resource, name, namespace)
+
+    def _admit_pod_security(self, pod: Obj, namespace: str) -> None:
+        """The PodSecurity admission plugin: the namespace's enforce label against the pod."""
+        labels = self.store.namespaces[namespace]["metadata"].get("labels") or {}
+        refusal = objects.pod_security_violation(pod, labels)
+        if refusal is not None:
+            raise refusal
+
     def _on_change(self, pod: Obj) -> Callable[[], None]:
         def on_change() -> None:
             key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
@@ -791,6 +808,7 @@ class ApiServer:
         return on_change
 
     async def delete_pod(self, request: web.Request) -> web.Response:
+        self._authorize("delete", "pods", request.match_info["name"], request.match_info["namespace"])
         pod = self._pod(request.match_info["namespace"], request.match_info["name"])
         options: Obj = {}
         if request.can_read_body:
@@ -970,8 +988,7 @@ class ApiServer:
         query = request.query
         self._namespace(namespace)
         pod = self._pod(namespace, name)
-        if self.spec.exec_forbidden:
-            raise objects.forbidden(SANDBOX_USER, "create", "pods/exec", name, namespace)
+        self._authorize("create", "pods/exec", name, namespace)
         command = query.getall("command", [])
         stdin, stdout = _truthy(query.get("stdin")), _truthy(query.get("stdout"))
         stderr, tty = _truthy(query.get("stderr")), _truthy(query.get("tty"))

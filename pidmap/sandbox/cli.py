@@ -22,6 +22,17 @@ def _valid_name(_ctx: click.Context, _param: click.Parameter, value: str | None)
         raise click.BadParameter(str(err)) from err
 
 
+# The requests the stand-in API server can refuse as RBAC would.
+FORBIDDABLE = ("create:pods", "delete:pods", "create:pods/exec")
+
+
+def _valid_rules(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    for rule in values:
+        if rule not in FORBIDDABLE:
+            raise click.BadParameter(f"{rule!r} is none of {', '.join(FORBIDDABLE)}")
+    return values
+
+
 @click.group()
 def sandbox() -> None:
     """An offline kind/minikube-style cluster: Docker nodes, real nested namespaces, stand-in API."""
@@ -37,10 +48,20 @@ def sandbox() -> None:
               "else 1 control plane + 2 workers].")
 @click.option("--kubeconfig", default=None, help="kubeconfig to merge the context into "
               "[default: the first existing file of $KUBECONFIG, else its last, else ~/.kube/config].")
-@click.option("--forbid-exec", is_flag=True, help="Answer pods/exec with 403 Forbidden (as RBAC would).")
-def up(name: str | None, flavor: str, config: Path | None, kubeconfig: str | None, forbid_exec: bool) -> None:
+@click.option("--forbid-exec", is_flag=True, help="Answer pods/exec with 403 Forbidden (as RBAC would); "
+              "the same as --forbid create:pods/exec.")
+@click.option("--forbid", "forbid", multiple=True, callback=_valid_rules, metavar="VERB:RESOURCE",
+              help="Answer VERB on RESOURCE with 403 Forbidden in RBAC's words (repeatable): "
+              f"{', '.join(FORBIDDABLE)}.")
+def up(name: str | None, flavor: str, config: Path | None, kubeconfig: str | None, forbid_exec: bool,
+       forbid: tuple[str, ...]) -> None:
     """Create the sandbox cluster and point kubectl at it."""
-    cluster.up(name, "kind" if flavor == "kind" else "minikube", config, kubeconfig, forbid_exec, click.echo)
+    spec = cluster.up(name, "kind" if flavor == "kind" else "minikube", config, kubeconfig, forbid_exec,
+                      click.echo)
+    if forbid:
+        # Read by the API server on every request: in force before anyone else can use the sandbox's
+        # kubeconfig (up has just written it).
+        layout.paths(spec.name).save_forbidden(list(forbid))
 
 
 @sandbox.command()
@@ -75,3 +96,16 @@ def status(name: str | None) -> None:
     if not report.apiserver_pid:
         raise SandboxError(f"sandbox {name}: the API server is not running",
                            hint=f"pidmap sandbox down --name {name} && pidmap sandbox up --name {name}")
+
+
+@sandbox.command()
+@click.option("--name", default=None, callback=_valid_name, help=NAME_HELP + DEFAULT_AS_UP)
+@click.argument("rules", nargs=-1, callback=_valid_rules, metavar="[VERB:RESOURCE]...")
+def forbid(name: str | None, rules: tuple[str, ...]) -> None:
+    """Answer these requests with 403 from now on, as RBAC would (replaces the rules; none: clear)."""
+    name = name or cluster.default_name()
+    paths = layout.paths(name)
+    if not paths.cluster.exists():
+        raise SandboxError(f"sandbox {name} is not up", hint=f"pidmap sandbox up --name {name}")
+    paths.save_forbidden(list(rules))
+    click.echo(f"sandbox {name}: forbidden: {', '.join(sorted(set(rules))) or 'nothing'}")

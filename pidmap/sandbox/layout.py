@@ -8,6 +8,7 @@ One sandbox = one directory (``state_dir(name)``) holding:
     server.crt/.key the API server's certificate for 127.0.0.1 / localhost, signed by the CA
     pods.json       the API server's pod store (written on every change, read back on restart)
     namespaces.json its namespace store, kept the same way
+    forbidden.json  verb:resource rules answered with 403, as RBAC would (sandbox up --forbid)
     apiserver.pid   PID of the background API server (it also runs the sandbox's kubelets)
     apiserver.log   its log
 
@@ -149,6 +150,21 @@ class StatePaths:
     @property
     def namespaces(self) -> Path:
         return self.root / "namespaces.json"
+
+    @property
+    def forbidden(self) -> Path:
+        # RBAC stand-in: "verb:resource" rules the API server answers with 403, read per request.
+        return self.root / "forbidden.json"
+
+    def load_forbidden(self) -> frozenset[str]:
+        try:
+            rules = json.loads(self.forbidden.read_text())
+        except (OSError, ValueError):
+            return frozenset()
+        return frozenset(str(rule) for rule in rules) if isinstance(rules, list) else frozenset()
+
+    def save_forbidden(self, rules: list[str]) -> None:
+        self.forbidden.write_text(json.dumps(sorted(set(rules))))
 
     @property
     def apiserver_pid(self) -> Path:

@@ -173,29 +173,12 @@ def sees_container(container_id: str, host_pid: int | None, procfs_root: str = D
 
 def scan_in_container(client: Any, container_id: str, *, timeout: float = 30.0) -> ProcessTable:
     """Run the scan inside a (node) container with ``docker exec``; PIDs are that container's view."""
-    import docker.errors
-    import requests
+    from pidmap.sources.nodes import docker_errors, exec_output
 
-    from pidmap.sources.nodes import exec_output
-
-    try:
+    with docker_errors("docker exec into the node (the node-side reader)", container=container_id,
+                       timeout=timeout):
         exit_code, stdout, stderr = exec_output(
             client, container_id, probe_argv("full"), timeout=timeout)
-    except docker.errors.NotFound as err:
-        raise DockerError(f"node container {container_id[:12]} no longer exists",
-                          "the node was removed while pidmap ran; check: docker ps") from err
-    except docker.errors.APIError as err:
-        raise DockerError(f"docker exec into the node failed: {err.explanation or err}",
-                          "is the node container running? docker ps") from err
-    except docker.errors.DockerException as err:
-        raise DockerError(f"Docker engine error during docker exec: {err}",
-                          "check the engine: docker version") from err
-    except TimeoutError as err:
-        raise DockerError(f"the node-side reader did not finish within {timeout:g}s",
-                          "is the node stuck? docker top NODE") from err
-    except (requests.RequestException, OSError) as err:
-        raise DockerError(f"the Docker engine connection failed during docker exec: {err}",
-                          "check the engine: docker version") from err
     text = stdout.decode("utf-8", "replace")
     try:
         table = parse_scan(text)
@@ -254,3 +237,37 @@ def host_view(client: Any, node: Node | None, via: Via, *, timeout: float,
         return HostView(table=table, via="local", node_level=None, host_level=0,
                         notes=(f"the node's init (host PID {node.host_pid}) exited during the scan",))
     return HostView(table=table, via="local", node_level=level, host_level=0)
+
+
+# The initial PID namespace's inode is a kernel constant (PROC_PID_INIT_INO, include/linux/proc_ns.h):
+# a node whose processes live in it is a machine of its own, not a container.
+INITIAL_PID_NS = 0xEFFFFFFC
+
+
+def agent_view(table: ProcessTable, local: Callable[[], ProcessTable] | None = scan_local,
+               notes: tuple[str, ...] = ()) -> HostView:
+    """The outer side of the chain from the node agent's scan (``table``: node PIDs at level 0).
+
+    A node in the initial PID namespace is the host itself (HOST PID = NODE PID). Otherwise, when
+    this machine runs the same kernel (same boot time) and its /proc shows processes of the node's PID
+    namespace (a kind/minikube/k3d node here), this machine's table is used instead, with the node
+    found by that namespace: it gives host PIDs as well. Else only node PIDs are known. ``notes``
+    (the agent's own, such as a capability it was refused) go with the agent's table only.
+    """
+    node_ns = table.reader_pid_ns
+    if node_ns == INITIAL_PID_NS:
+        return HostView(table=table, via="agent", node_level=0, host_level=0,
+                        notes=(*notes, "the node is a machine of its own (its processes are in the "
+                               "kernel's initial PID namespace): HOST PID = NODE PID"))
+    if local is not None and node_ns is not None and sys.platform.startswith("linux"):
+        here = local()
+        members = here.by_pid_ns.get(node_ns, ())
+        same_kernel = here.boot_time is not None and table.boot_time is not None and \
+            abs(here.boot_time - table.boot_time) <= 1
+        if members and same_kernel:
+            return HostView(table=here, via="agent", node_level=min(len(p.nspid) for p in members) - 1,
+                            host_level=0,
+                            notes=("node PID namespace found by the agent; node and host PIDs from this "
+                                   "machine's /proc, which shows it",))
+    return HostView(table=table, via="agent", node_level=0, host_level=None,
+                    notes=(*notes, "read on the node by the agent pod: host PIDs cannot be seen from here",))

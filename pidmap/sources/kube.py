@@ -74,8 +74,20 @@ class HttpError(Exception):
         self.status, self.reason, self.body = status, reason, body
 
 
+class ApiNotFound(NotFoundError):
+    """A 404 from the API server; ``kind`` is the Status's details.kind (pods, namespaces, ...)."""
+
+    def __init__(self, message: str, hint: str | None = None, *, kind: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.kind = kind
+
+
+class ApiConflict(PidmapError):
+    """A 409 from the API server: the object already exists (or changed meanwhile)."""
+
+
 class Rest:
-    """GET JSON through the official client's ApiClient: its auth (tokens, client certificates,
+    """Requests through the official client's ApiClient: its auth (tokens, client certificates,
     exec plugins), TLS and proxy handling as the kubeconfig says — but not its generated
     ``CoreV1Api``, whose ~250 pydantic models cost ~0.6 s to import on every run (measured with
     scripts/bench.py: pidmap show went from 0.9 s to about half that)."""
@@ -85,24 +97,31 @@ class Rest:
 
         self.client: Any = ApiClient(configuration)
 
-    def request_parts(self, path: str,
-                      query: list[tuple[str, str]] | None = None) -> tuple[str, dict[str, str]]:
+    def request_parts(self, path: str, query: list[tuple[str, str]] | None = None,
+                      method: str = "GET") -> tuple[str, dict[str, str]]:
         """(url, headers with authorization) for ``path``, as the generated code would make them."""
         _, url, headers, _, _ = self.client.param_serialize(
-            method="GET", resource_path=path, query_params=query or [],
-            header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+            method=method, resource_path=path, query_params=query or [],
+            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            auth_settings=["BearerToken"])
         return url, headers
 
-    def get(self, path: str, query: list[tuple[str, str]] | None = None,
-            timeout: float | None = None) -> dict[str, Any]:
-        url, headers = self.request_parts(path, query)
-        response: Any = self.client.call_api("GET", url, header_params=headers, _request_timeout=timeout)
+    def call(self, method: str, path: str, query: list[tuple[str, str]] | None = None,
+             body: dict[str, Any] | None = None, timeout: float | None = None) -> dict[str, Any]:
+        """One request; HttpError for a non-2xx answer, the JSON document otherwise."""
+        url, headers = self.request_parts(path, query, method)
+        response: Any = self.client.call_api(method, url, header_params=headers, body=body,
+                                             _request_timeout=timeout)
         response.read()
         text = (response.data or b"").decode("utf-8", "replace")
         if response.status >= 400:
             raise HttpError(response.status, response.reason or "", text)
-        doc: dict[str, Any] = json.loads(text)
+        doc: dict[str, Any] = json.loads(text) if text.strip() else {}
         return doc
+
+    def get(self, path: str, query: list[tuple[str, str]] | None = None,
+            timeout: float | None = None) -> dict[str, Any]:
+        return self.call("GET", path, query, timeout=timeout)
 
     def close(self) -> None:
         self.client.close()
@@ -123,28 +142,39 @@ class Cluster:
     def rest(self) -> Rest:
         return Rest(self.configuration)
 
-    def get_pod(self, target: Target) -> Pod:
+    def request(self, method: str, path: str, *, what: str, query: list[tuple[str, str]] | None = None,
+                body: dict[str, Any] | None = None, timeout: float | None = None) -> dict[str, Any]:
+        """Every REST call pidmap makes: one ApiClient, closed after; transport failures and
+        401/403/404/409/other statuses translated once (``status_error``), ``what`` naming the
+        object in the message ("pod default/kubia-manual")."""
         rest = self.rest()
         try:
             with _translate_transport(self.configuration.host):
-                raw = rest.get(_pod_path(target.namespace, target.pod), timeout=self.options.request_timeout)
+                return rest.call(method, path, query, body,
+                                 timeout=timeout if timeout is not None else self.options.request_timeout)
         except HttpError as err:
-            if err.status == 404:
-                raise self._not_found(rest, target) from err
-            raise _api_error(err, f"pod {target.pod}") from err
+            body_doc = _status_body(err.body)
+            raise status_error(err.status, body_doc.get("message") or err.reason or "error",
+                               verb=_VERBS.get(method, method.lower()), what=what,
+                               kind=(body_doc.get("details") or {}).get("kind")) from err
         finally:
             rest.close()
+
+    def get_pod(self, target: Target) -> Pod:
+        try:
+            raw = self.request("GET", _pod_path(target.namespace, target.pod), what=f"pod {target.pod}")
+        except ApiNotFound as err:
+            raise self._not_found(target) from err
         return pod_from_api(raw)
 
-    def _not_found(self, rest: Rest, target: Target) -> PidmapError:
+    def _not_found(self, target: Target) -> PidmapError:
         # A 404 for the pod reads the same whether the pod or its namespace is missing; asking for
         # the namespace tells them apart (a 403 on namespaces just leaves the pod message).
         try:
-            with _translate_transport(self.configuration.host):
-                rest.get(f"/api/v1/namespaces/{target.namespace}", timeout=self.options.request_timeout)
-        except HttpError as err:
-            body = _status_body(err)
-            if err.status == 404 and (body.get("details") or {}).get("kind") == "namespaces":
+            self.request("GET", f"/api/v1/namespaces/{target.namespace}",
+                         what=f"namespace {target.namespace}")
+        except ApiNotFound as err:
+            if err.kind == "namespaces":
                 return NotFoundError(f'namespace "{target.namespace}" not found',
                                      "list namespaces: kubectl get namespaces")
         except PidmapError:
@@ -152,14 +182,17 @@ class Cluster:
         return NotFoundError(f'pod "{target.pod}" not found in namespace "{target.namespace}"',
                              f"list pods: kubectl get pods -n {target.namespace}")
 
-    def probe(self, target: Target, container: str) -> ProbeResult:
-        """Run ``SCAN_SCRIPT`` in one container over the exec WebSocket (v5/v4 channel protocol)."""
+    def probe(self, target: Target, container: str, mode: str = "probe") -> ProbeResult:
+        """Run ``SCAN_SCRIPT`` in one container over the exec WebSocket (v5/v4 channel protocol).
+
+        ``mode`` is the script's fixed argument: "probe" (a pod's container: PIDs and names) or
+        "full" (the node agent: also each process's namespace link, cgroup and start time)."""
         from kubernetes.client.exceptions import ApiException
         from kubernetes.stream import ws_client
         from websocket import WebSocketException, setdefaulttimeout
 
         rest = self.rest()
-        query = [("command", arg) for arg in probe_argv("probe")]
+        query = [("command", arg) for arg in probe_argv("full" if mode == "full" else "probe")]
         query += [("container", container), ("stderr", "true"), ("stdin", "false"), ("stdout", "true"),
                   ("tty", "false")]
         try:
@@ -297,12 +330,8 @@ def _exec_api_failure(err: Any, container: str) -> ProbeResult:
         message = json.loads(body_raw).get("message") or ""
     except (ValueError, AttributeError):
         message = ""
-    if code == 403:
-        raise ForbiddenError(f"exec into pod is forbidden: {message or 'pods/exec denied (403)'}",
-                             "your credentials need the create verb on pods/exec (RBAC)")
-    if code == 401:
-        raise ForbiddenError("the API server rejected the credentials (401 Unauthorized)",
-                             "the token or certificate in the kubeconfig is wrong or expired")
+    if code in (401, 403):
+        raise status_error(code, message or "pods/exec denied", verb="create", what="pods/exec")
     text = message or str(err.reason)
     if "not running" in text or code == 400:
         return ProbeResult(table=None, error=f"exec refused: {text}")
@@ -316,27 +345,48 @@ def _code_in(text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _status_body(err: Any) -> dict[str, Any]:
+def _status_body(text: str | bytes | None) -> dict[str, Any]:
+    """The Status object of an error answer; {} when the body is not one."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
     try:
-        body = json.loads(err.body or "{}")
+        body = json.loads(text or "{}")
     except (TypeError, ValueError):
         return {}
     return body if isinstance(body, dict) else {}
 
 
-def _api_error(err: Any, what: str) -> PidmapError:
-    body = _status_body(err)
-    message = body.get("message") or err.reason or "error"
-    if err.status == 401:
+_VERBS = {"GET": "get", "POST": "create", "DELETE": "delete", "PATCH": "patch", "PUT": "update"}
+
+
+def status_error(code: int | None, message: str, *, verb: str, what: str,
+                 kind: str | None = None) -> PidmapError:
+    """The one translation of an API server's error status into pidmap's errors."""
+    if code == 401:
         return ForbiddenError("the API server rejected the credentials (401 Unauthorized)",
                               "the token or certificate in the kubeconfig is wrong or expired")
-    if err.status == 403:
-        return ForbiddenError(f"reading {what} is forbidden: {message}",
-                              "your credentials need get on pods in that namespace (RBAC)")
-    if err.status == 0 or err.status is None:
+    if code == 403:
+        if what == "pods/exec":
+            return ForbiddenError(f"exec into pod is forbidden: {message}",
+                                  "your credentials need the create verb on pods/exec (RBAC)")
+        action = "reading" if verb in ("get", "list", "watch") else f"{verb} of"
+        return ForbiddenError(f"{action} {what} is forbidden: {message}",
+                              f"your credentials need {verb} on {_resource_of(what)} in that "
+                              "namespace (RBAC)")
+    if code == 404:
+        return ApiNotFound(f"{what} not found: {message}", "kubectl get pods,nodes,namespaces", kind=kind)
+    if code == 409:
+        return ApiConflict(f"{what} already exists or changed meanwhile: {message}",
+                           "rerun; if it persists, look at it with kubectl")
+    if code == 0 or code is None:
         return UnreachableError(f"the API server failed: {message}")
-    return PidmapError(f"the API server answered {err.status} for {what}: {message}",
+    return PidmapError(f"the API server answered {code} for {what}: {message}",
                        "rerun with --debug for details")
+
+
+def _resource_of(what: str) -> str:
+    word = what.split()[0] if what else "pods"
+    return word if word.endswith("s") or "/" in word else word + "s"
 
 
 @contextmanager
@@ -506,27 +556,31 @@ def list_pods(cluster: Cluster, *, namespace: str | None = None, node_name: str 
     the kubelet's own pod list does.
     """
     validate_names(namespace=namespace, node_name=node_name)
-    timeout = cluster.options.request_timeout
     query = [("fieldSelector", f"spec.nodeName={node_name}")] if node_name is not None else []
     path = "/api/v1/pods" if namespace is None else f"/api/v1/namespaces/{namespace}/pods"
-    rest = cluster.rest()
     what = f"pods in namespace {namespace}" if namespace else "pods in all namespaces"
     try:
-        with _translate_transport(cluster.configuration.host):
-            items = rest.get(path, query, timeout=timeout).get("items") or []
-            if namespace is not None and not items:
-                # A real API server lists a missing namespace's pods as an empty list (200): only
-                # the namespace itself tells a typo from an empty namespace (a 403 there: unknown).
-                try:
-                    rest.get(f"/api/v1/namespaces/{namespace}", timeout=timeout)
-                except HttpError as err:
-                    if err.status == 404:
-                        raise
-    except HttpError as err:
-        if err.status == 404 and namespace is not None:
+        items = cluster.request("GET", path, query=query, what=what).get("items") or []
+    except ApiNotFound as err:
+        raise NotFoundError(f'namespace "{namespace}" not found',
+                            "list namespaces: kubectl get namespaces") from err
+    if namespace is not None and not items:
+        # A real API server lists a missing namespace's pods as an empty list (200): only the
+        # namespace itself tells a typo from an empty namespace (a 403 there: unknown).
+        try:
+            cluster.request("GET", f"/api/v1/namespaces/{namespace}", what=f"namespace {namespace}")
+        except ApiNotFound as err:
             raise NotFoundError(f'namespace "{namespace}" not found',
                                 "list namespaces: kubectl get namespaces") from err
-        raise _api_error(err, what) from err
-    finally:
-        rest.close()
+        except ForbiddenError:
+            pass
     return [pod_from_api(item) for item in items]
+
+
+def get_node(cluster: Cluster, node_name: str) -> dict[str, Any]:
+    """The Node object; NotFoundError when the cluster has no node of that name."""
+    validate_node_name(node_name)
+    try:
+        return cluster.request("GET", f"/api/v1/nodes/{node_name}", what=f"node {node_name}")
+    except ApiNotFound as err:
+        raise NotFoundError(f'node "{node_name}" not found', "list nodes: kubectl get nodes") from err

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pidmap.errors import DockerError
@@ -31,6 +33,50 @@ class DockerAccessDenied(DockerError):
 DEFAULT_TIMEOUT = 10.0
 
 
+@contextmanager
+def docker_errors(doing: str, *, container: str | None = None,
+                  timeout: float | None = None) -> Iterator[None]:
+    """Every Docker SDK failure → one DockerError (as psutil's ``wrap_exceptions`` does for /proc).
+
+    ``doing`` says what was asked ("docker exec into the node"); ``container`` names the container
+    whose disappearance (404) is news of its own; ``timeout`` is the deadline a TimeoutError broke.
+    """
+    import docker.errors
+    import requests
+
+    where = os.environ.get("DOCKER_HOST") or "the default Docker socket"
+    try:
+        yield
+    except docker.errors.NotFound as err:
+        if container is None:
+            raise DockerError(f"{doing}: not found: {err.explanation or err}",
+                              "check the engine: docker ps") from err
+        raise DockerError(f"node container {container[:12]} no longer exists",
+                          "the node was removed while pidmap ran; check: docker ps") from err
+    except docker.errors.APIError as err:
+        raise DockerError(f"{doing} failed: {err.explanation or err}",
+                          "is the node container running? docker ps") from err
+    except TimeoutError as err:
+        raise DockerError(f"{doing} did not finish within {timeout or DEFAULT_TIMEOUT:g}s",
+                          "is the node stuck? docker top NODE") from err
+    except requests.Timeout as err:
+        raise DockerError(f"the Docker engine at {where} did not answer within "
+                          f"{timeout or DEFAULT_TIMEOUT:g}s ({doing})",
+                          "is the engine overloaded? docker version; docker ps") from err
+    except (docker.errors.DockerException, requests.RequestException, OSError) as err:
+        text = str(err)
+        if isinstance(err, PermissionError) or "Permission denied" in text or "PermissionError" in text:
+            raise DockerAccessDenied(f"permission denied on {where}",
+                                     "run as root or as a member of the docker group") from err
+        if isinstance(err, requests.ConnectionError | ConnectionError | FileNotFoundError) or \
+                "Connection aborted" in text or "No such file" in text or "Error while fetching" in text:
+            raise DockerUnavailable(f"no Docker engine answers at {where}",
+                                    "start it (scripts/install-docker.sh) or fix DOCKER_HOST; "
+                                    "check: docker version") from err
+        raise DockerError(f"Docker engine error during {doing}: {err}",
+                          "check the engine: docker version") from err
+
+
 def docker_client(timeout: float = DEFAULT_TIMEOUT) -> Any:
     """A Docker SDK client for DOCKER_HOST / the CLI's context; engine errors become DockerError.
 
@@ -38,24 +84,19 @@ def docker_client(timeout: float = DEFAULT_TIMEOUT) -> Any:
     limit (a ``docker exec`` whose command never ends hangs without it).
     """
     import docker
-    import docker.errors
-    import requests
 
-    where = os.environ.get("DOCKER_HOST") or "the default Docker socket"
     try:
-        client = docker.from_env(timeout=timeout)
-        client.ping()
-    except (docker.errors.DockerException, requests.RequestException, OSError) as err:
-        text = str(err)
-        if isinstance(err, PermissionError) or "Permission denied" in text or "PermissionError" in text:
-            raise DockerAccessDenied(
-                f"permission denied on {where}",
-                "run as root or as a member of the docker group",
-            ) from err
+        with docker_errors("connecting to the Docker engine"):
+            client = docker.from_env(timeout=timeout)
+            client.ping()
+    except DockerAccessDenied:
+        raise
+    except DockerError as err:
+        # Whatever broke, no engine could be used: said as such (the cause stays in __cause__).
         raise DockerUnavailable(
-            f"no Docker engine answers at {where}",
+            f"no Docker engine answers at {os.environ.get('DOCKER_HOST') or 'the default Docker socket'}",
             "start it (scripts/install-docker.sh) or fix DOCKER_HOST; check: docker version",
-        ) from err
+        ) from err.__cause__
     return client
 
 
@@ -111,9 +152,8 @@ def _node(attrs: dict[str, Any], node_name: str, provider: Provider) -> Node:
 def find_node(client: Any, node_name: str) -> Node:
     """The node container for ``node_name``; DockerError when the node is not a Docker container."""
     import docker.errors
-    import requests
 
-    try:
+    with docker_errors(f"looking for node {node_name}"):
         try:
             node = _node_of(client.containers.get(node_name), node_name)
         except docker.errors.NotFound:
@@ -125,9 +165,6 @@ def find_node(client: Any, node_name: str) -> Node:
                 if container.attrs.get("Config", {}).get("Hostname") == node_name:
                     node = _node_of(container, node_name)
                     break
-    except (docker.errors.DockerException, requests.RequestException, OSError) as err:
-        raise DockerError(f"Docker engine error while looking for node {node_name}: {err}",
-                          "check the engine: docker version") from err
     if node is None:
         raise NodeNotDockerError(
             f"node {node_name} is not a Docker container on this engine",
@@ -140,19 +177,16 @@ class NodeNotDockerError(DockerError):
     """The pod's node is no container of the Docker engine pidmap talks to."""
 
 
-__all__ = ["DockerAccessDenied", "DockerUnavailable", "NodeNotDockerError", "docker_client", "find_node",
-           "list_nodes", "provider_of"]
+__all__ = ["DockerAccessDenied", "DockerUnavailable", "NodeNotDockerError", "docker_client", "docker_errors",
+           "find_node", "list_nodes", "provider_of"]
 
 
 # --- added for `pidmap whois` (issue 4) ------------------------------------------------------------
 
 def list_nodes(client: Any) -> list[Node]:
     """Every node container (kind, minikube, k3d labels) the engine knows, running or not."""
-    import docker.errors
-    import requests
-
     found: list[Node] = []
-    try:
+    with docker_errors("listing node containers"):
         for container in _labelled_containers(client):
             attrs = container.attrs
             labels = attrs.get("Config", {}).get("Labels") or {}
@@ -162,9 +196,6 @@ def list_nodes(client: Any) -> list[Node]:
             # The Kubernetes node name is the container's hostname (= its name for all three tools).
             name = attrs.get("Config", {}).get("Hostname") or attrs.get("Name", "").lstrip("/")
             found.append(_node(attrs, name, provider))
-    except (docker.errors.DockerException, requests.RequestException, OSError) as err:
-        raise DockerError(f"Docker engine error while listing node containers: {err}",
-                          "check the engine: docker version") from err
     return found
 
 

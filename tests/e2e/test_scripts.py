@@ -94,3 +94,6 @@ def test_bench_reports_ratios_against_pidmap_show(sandbox: Sandbox) -> None:
     assert rows[0][0].startswith("pidmap show") and rows[0][2] == "1.00", result.stdout
     assert any(line.startswith("course's 3 commands") for line in lines), result.stdout
     assert any(line.startswith("docker top NODE") for line in lines), result.stdout
+    assert any(line.startswith("pidmap show --via agent") for line in lines), result.stdout
+    steps = next(line for line in lines if line.startswith("where --via agent's time goes"))
+    assert all(f"{step} " in steps for step in ("create", "start", "exec", "delete")), steps

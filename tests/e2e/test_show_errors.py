@@ -62,10 +62,12 @@ def test_wrong_token(sandbox: Sandbox, kubia: str, tmp_path: Path) -> None:
                   ExitStatus.FORBIDDEN, "the API server rejected the credentials (401 Unauthorized)")
 
 
-def test_docker_engine_down(sandbox: Sandbox, kubia: str, tmp_path: Path) -> None:
+def test_docker_engine_down_with_via_docker(sandbox: Sandbox, kubia: str, tmp_path: Path) -> None:
+    # Asked for by name, docker exec cannot degrade to something else (without --via the container
+    # level is still mapped: tests/e2e/test_no_docker.py).
     dead = f"unix://{tmp_path}/dead.sock"
     env = {**sandbox.env, "DOCKER_HOST": dead}
-    _assert_error(sandbox.pidmap("show", kubia, check=False, env=env), ExitStatus.DOCKER,
+    _assert_error(sandbox.pidmap("show", kubia, "--via", "docker", check=False, env=env), ExitStatus.DOCKER,
                   f"no Docker engine answers at {dead}")
 
 

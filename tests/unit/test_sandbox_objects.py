@@ -9,11 +9,12 @@ status shapes are the ones a kubelet reports for each situation.
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pidmap.sandbox import apiserver, objects
+from pidmap.sandbox import apiserver, layout, objects
 from pidmap.sandbox.objects import ApiError
 
 NOW = datetime.datetime(2026, 1, 10, 12, 0, 0, tzinfo=datetime.UTC)
@@ -502,3 +503,58 @@ def test_protobuf_namespace_from_kubectl() -> None:
     assert decoded["metadata"]["name"] == "pb-proto"
     with pytest.raises(ApiError):
         objects.decode_protobuf_metadata_object(b"not protobuf")
+
+
+# --- Pod Security Admission: the plugin's words (k8s.io/pod-security-admission admission.go and
+# policy/check_hostNamespaces.go, check_privileged.go, check_capabilities_baseline.go) ---------------
+
+def _agent_like(**spec: Any) -> dict[str, Any]:
+    container = {"name": "agent", "image": "busybox",
+                 "securityContext": {"capabilities": {"add": ["SYS_PTRACE"]}}}
+    return {"metadata": {"name": "pidmap-agent-x"}, "spec": {"containers": [container], **spec}}
+
+
+def test_pod_security_baseline_refuses_host_pid_in_the_plugins_words() -> None:
+    labels = {objects.PSA_ENFORCE: "baseline"}
+    refusal = objects.pod_security_violation(_agent_like(hostPID=True), labels)
+    assert refusal is not None and refusal.code == 403
+    assert refusal.body()["message"] == (
+        'pods "pidmap-agent-x" is forbidden: violates PodSecurity "baseline:latest": '
+        'non-default capabilities (container "agent" must not include "SYS_PTRACE" in '
+        "securityContext.capabilities.add), "
+        "host namespaces (hostPID=true)")
+    assert refusal.body()["reason"] == "Forbidden"
+
+
+def test_pod_security_restricted_names_its_version_and_privileged() -> None:
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [
+        {"name": "a", "securityContext": {"privileged": True}}, {"name": "b"}]}}
+    labels = {objects.PSA_ENFORCE: "restricted", objects.PSA_ENFORCE_VERSION: "v1.32"}
+    refusal = objects.pod_security_violation(pod, labels)
+    assert refusal is not None
+    assert refusal.body()["message"].endswith(
+        'violates PodSecurity "restricted:v1.32": privileged (container "a" must not set '
+        "securityContext.privileged=true)")
+
+
+@pytest.mark.parametrize("labels", [{}, {objects.PSA_ENFORCE: "privileged"}])
+def test_pod_security_privileged_or_unlabelled_admits_everything(labels: dict[str, str]) -> None:
+    assert objects.pod_security_violation(_agent_like(hostPID=True), labels) is None
+
+
+def test_pod_security_baseline_admits_a_plain_pod() -> None:
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": "busybox"}]}}
+    assert objects.pod_security_violation(pod, {objects.PSA_ENFORCE: "baseline"}) is None
+
+
+def test_rbac_refusal_of_a_create_names_no_object() -> None:
+    body = objects.forbidden("u", "create", "pods", "", "ns").body()
+    assert body["message"] == ('pods is forbidden: User "u" cannot create resource "pods" in API group "" '
+                               'in the namespace "ns"')
+
+
+def test_forbidden_rules_round_trip(tmp_path: Path) -> None:
+    paths = layout.StatePaths(tmp_path)
+    assert paths.load_forbidden() == frozenset()
+    paths.save_forbidden(["create:pods", "create:pods/exec", "create:pods"])
+    assert paths.load_forbidden() == {"create:pods", "create:pods/exec"}
