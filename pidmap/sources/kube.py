@@ -73,30 +73,51 @@ class HttpError(Exception):
         self.status, self.reason, self.body = status, reason, body
 
 
+def request_parts(configuration: Any, path: str,
+                  query: list[tuple[str, str]] | None = None) -> tuple[str, dict[str, str]]:
+    """(url, headers with authorization) for a GET of ``path``, as the generated client makes them.
+
+    Built from what every declared client version (kubernetes 30 to 37) offers: ``Configuration.host``
+    and ``Configuration.auth_settings()`` (which runs the refresh hook of exec plugins and tokens
+    that expire). Not ``ApiClient.param_serialize``: that exists only from kubernetes 37.
+    """
+    from urllib.parse import quote, urlencode
+
+    url = configuration.host + path
+    if query:
+        url += "?" + urlencode(query, quote_via=quote)
+    headers = {"Accept": "application/json"}
+    for auth in (configuration.auth_settings() or {}).values():
+        if auth.get("in") == "header" and auth.get("value"):
+            headers[auth["key"]] = auth["value"]
+    return url, headers
+
+
 class Rest:
-    """GET JSON through the official client's ApiClient: its auth (tokens, client certificates,
-    exec plugins), TLS and proxy handling as the kubeconfig says — but not its generated
-    ``CoreV1Api``, whose ~250 pydantic models cost ~0.6 s to import on every run (measured with
-    scripts/bench.py: pidmap show went from 0.9 s to about half that)."""
+    """GET JSON with the official client's connection pool: its TLS (CA, client certificates,
+    server name), proxy and retry settings as the kubeconfig says — but not its generated
+    ``CoreV1Api``, whose ~250 models cost ~0.6 s to import on every run (measured with
+    scripts/bench.py: pidmap show went from 0.9 s to about half that), and not ``call_api``, whose
+    signature changed in kubernetes 37 (``ApiClient.rest_client.pool_manager`` is in 30 to 37)."""
 
     def __init__(self, configuration: Any) -> None:
         from kubernetes.client.api_client import ApiClient
 
+        self.configuration = configuration
         self.client: Any = ApiClient(configuration)
 
     def request_parts(self, path: str,
                       query: list[tuple[str, str]] | None = None) -> tuple[str, dict[str, str]]:
-        """(url, headers with authorization) for ``path``, as the generated code would make them."""
-        _, url, headers, _, _ = self.client.param_serialize(
-            method="GET", resource_path=path, query_params=query or [],
-            header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
-        return url, headers
+        return request_parts(self.configuration, path, query)
 
     def get(self, path: str, query: list[tuple[str, str]] | None = None,
             timeout: float | None = None) -> dict[str, Any]:
+        import urllib3
+
         url, headers = self.request_parts(path, query)
-        response: Any = self.client.call_api("GET", url, header_params=headers, _request_timeout=timeout)
-        response.read()
+        response: Any = self.client.rest_client.pool_manager.request(
+            "GET", url, headers=headers, preload_content=True,
+            timeout=urllib3.Timeout(total=timeout) if timeout else None)
         text = (response.data or b"").decode("utf-8", "replace")
         if response.status >= 400:
             raise HttpError(response.status, response.reason or "", text)
@@ -157,12 +178,12 @@ class Cluster:
         from kubernetes.stream import ws_client
         from websocket import WebSocketException
 
-        rest = self.rest()
         query = [("command", arg) for arg in ("sh", "-c", SCAN_SCRIPT, PROBE_MARKER, "probe")]
         query += [("container", container), ("stderr", "true"), ("stdin", "false"), ("stdout", "true"),
                   ("tty", "false")]
         try:
-            url, headers = rest.request_parts(_pod_path(target.namespace, target.pod) + "/exec", query)
+            path = _pod_path(target.namespace, target.pod) + "/exec"
+            url, headers = request_parts(self.configuration, path, query)
             with _translate_transport(self.configuration.host):
                 websocket_call: Any = ws_client.websocket_call
                 resp = websocket_call(self.configuration, "GET", url, headers=headers,
@@ -186,8 +207,6 @@ class Cluster:
             detail = f"{type(err).__name__}: {err}".rstrip(": ")
             return ProbeResult(table=None,
                                error=f"the exec connection was lost: {detail}")
-        finally:
-            rest.close()
         if still_open:
             return ProbeResult(table=None,
                                error=f"the probe did not finish within {self.options.exec_timeout:g}s")

@@ -28,14 +28,41 @@ class DockerAccessDenied(DockerError):
     """The engine's socket exists but this user may not use it (not in the docker group)."""
 
 
+class DockerSdkError(DockerError):
+    """The Docker SDK failed for its own reasons before the engine was asked (an SDK too old for
+    the installed ``requests``, a DOCKER_HOST it cannot parse): not the engine's fault."""
+
+
 DEFAULT_TIMEOUT = 10.0
+
+
+def _causes(err: BaseException) -> list[BaseException]:
+    """``err`` and every exception it was raised from or during, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _sdk_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("docker")
+    except PackageNotFoundError:  # pragma: no cover - imported, so installed
+        return "unknown version"
 
 
 def docker_client(timeout: float = DEFAULT_TIMEOUT) -> Any:
     """A Docker SDK client for DOCKER_HOST / the CLI's context; engine errors become DockerError.
 
     ``timeout`` bounds every socket read of every call made with this client; the SDK has no other
-    limit (a ``docker exec`` whose command never ends hangs without it).
+    limit (a ``docker exec`` whose command never ends hangs without it). Three failures are told
+    apart: the engine does not answer (nothing listens, connection refused or timed out), this user
+    may not use it, and the SDK itself failed (docker 7.0.0 with requests >= 2.32 says "Not
+    supported URL scheme http+docker" without ever opening the socket).
     """
     import docker
     import docker.errors
@@ -47,14 +74,28 @@ def docker_client(timeout: float = DEFAULT_TIMEOUT) -> Any:
         client.ping()
     except (docker.errors.DockerException, requests.RequestException, OSError) as err:
         text = str(err)
-        if isinstance(err, PermissionError) or "Permission denied" in text or "PermissionError" in text:
+        chain = _causes(err)
+        if any(isinstance(e, PermissionError) for e in chain) or "Permission denied" in text \
+                or "PermissionError" in text:
             raise DockerAccessDenied(
                 f"permission denied on {where}",
                 "run as root or as a member of the docker group",
             ) from err
-        raise DockerUnavailable(
-            f"no Docker engine answers at {where}",
-            "start it (scripts/install-docker.sh) or fix DOCKER_HOST; check: docker version",
+        unanswered = (requests.ConnectionError, requests.Timeout, ConnectionError, FileNotFoundError,
+                      TimeoutError)
+        if isinstance(err, docker.errors.APIError):
+            raise DockerError(f"the Docker engine at {where} answered with an error: {err}",
+                              "check the engine: docker version") from err
+        if any(isinstance(e, unanswered) for e in chain):
+            raise DockerUnavailable(
+                f"no Docker engine answers at {where}",
+                "start it (scripts/install-docker.sh) or fix DOCKER_HOST; check: docker version",
+            ) from err
+        raise DockerSdkError(
+            f"the Docker SDK (Python package docker {_sdk_version()}) failed on its own before asking "
+            f"the engine at {where}: {text}",
+            "check DOCKER_HOST; an SDK older than this Python environment's requests fails so: "
+            "pip install -U 'docker>=7.1'",
         ) from err
     return client
 
@@ -140,8 +181,8 @@ class NodeNotDockerError(DockerError):
     """The pod's node is no container of the Docker engine pidmap talks to."""
 
 
-__all__ = ["DockerAccessDenied", "DockerUnavailable", "NodeNotDockerError", "docker_client", "find_node",
-           "list_nodes", "provider_of"]
+__all__ = ["DockerAccessDenied", "DockerSdkError", "DockerUnavailable", "NodeNotDockerError", "docker_client",
+           "find_node", "list_nodes", "provider_of"]
 
 
 # --- added for `pidmap whois` (issue 4) ------------------------------------------------------------
