@@ -148,8 +148,10 @@ def collect_all(namespace: str | None, options: Options) -> list[PodMap]:
 def _collect(pods: list[Pod], found: dict[str, Node], client: Any, options: Options) -> list[PodMap]:
     views: dict[str, HostView | None] = {}
     if any(pod.runs(c) for pod in pods for c in pod.containers):
-        # One scan of this machine's /proc serves every node whose processes it shows.
-        local = functools.cache(hostprocs.scan_local)
+        # One scan of this machine's /proc serves every node whose processes it shows; it reads
+        # only the processes of those nodes' PID namespaces (and the ones nested in them).
+        roots = sorted(n.host_pid for n in found.values() if n.running and n.host_pid)
+        local = functools.cache(functools.partial(hostprocs.scan_local, roots=roots))
         for name, node in found.items():
             views[name] = hostprocs.host_view(client, node, options.via, timeout=options.exec_timeout,
                                               local=local)
@@ -159,20 +161,25 @@ def _collect(pods: list[Pod], found: dict[str, Node], client: Any, options: Opti
 # --- pidmap whois -----------------------------------------------------------------------------
 
 
-def _node_infos(nodes: Sequence[Node], table: ProcessTable) -> list[NodeInfo]:
+def _node_infos(nodes: Sequence[Node], procfs_root: str = "/proc") -> list[NodeInfo]:
+    """Each running node whose init this /proc shows (its cgroup names the node container): where
+    the node sits in NSpid lines and its PID namespace. One read per node, no scan."""
     infos = []
     for node in nodes:
-        level = hostprocs.node_level(table, node)
-        if level is None:
-            continue  # stopped, or its processes are not on this machine's /proc
-        init = table.by_pid[node.host_pid or -1]
-        infos.append(NodeInfo(node=node, level=level, pid_ns=init.pid_ns))
+        if not node.running or not node.host_pid:
+            continue
+        init = hostprocs.read_subject(node.host_pid, procfs_root, ancestry=False)
+        if init is None or node.container_id not in init.cgroup_text:
+            continue  # stopped, or its processes are not on this machine's /proc (Docker Desktop)
+        infos.append(NodeInfo(node=node, level=len(init.process.nspid) - 1, pid_ns=init.process.pid_ns))
     return infos
 
 
 def whois_pid(pid: int, options: Options, *, level: Level = "host", node_name: str | None = None,
               procfs_root: str = "/proc") -> Answer:
-    """``pidmap whois``: read the process, the node containers and the node's pods; ``identify``."""
+    """``pidmap whois``: read the process and the node containers' inits; only for a process in a
+    node, scan that node's processes and list its pods (one API call). A host process that is in
+    no node costs no scan and no API call."""
     if pid <= 0:
         raise UsageError(f"invalid PID {pid}", "a PID is a positive number")
     if level == "node" and not node_name:
@@ -180,15 +187,14 @@ def whois_pid(pid: int, options: Options, *, level: Level = "host", node_name: s
                          "node PIDs repeat across nodes: pidmap whois PID --level node --node NODE")
     client = nodes.docker_client()
     node_list = nodes.list_nodes(client)
-    table = hostprocs.scan_local(procfs_root)
-    infos = _node_infos([n for n in node_list if n.running], table)
+    infos = _node_infos(node_list, procfs_root)
     if level == "node":
         info = next((i for i in infos if i.node.name == node_name), None)
         if info is None:
             known = ", ".join(sorted(n.name for n in node_list)) or "none"
             raise NotFoundError(f"node {node_name} is not a running node container whose processes this "
                                 "machine can see", f"node containers: {known}")
-        subject = _node_subject(pid, info, table, procfs_root)
+        subject = _node_subject(pid, info, _node_table(info, procfs_root), procfs_root)
     else:
         found = hostprocs.read_subject(pid, procfs_root)
         if found is None:
@@ -201,10 +207,15 @@ def whois_pid(pid: int, options: Options, *, level: Level = "host", node_name: s
             raise DockerError(error.message, "run pidmap whois on the Docker host itself (not Docker Desktop "
                               "or a remote DOCKER_HOST)")
     info = node_of(subject, infos)
-    pods: list[Pod] = []
-    if info is not None and subject.process.pid != info.node.host_pid:
-        pods = kube.list_pods(kube.Cluster(options), node_name=info.node.name)
-    return identify(subject, infos, pods, table)
+    if info is None or subject.process.pid == info.node.host_pid:
+        return identify(subject, infos, [], None)
+    pods = kube.list_pods(kube.Cluster(options), node_name=info.node.name)
+    return identify(subject, infos, pods, _node_table(info, procfs_root))
+
+
+def _node_table(info: NodeInfo, procfs_root: str) -> ProcessTable:
+    """The processes of one node's PID namespace and those nested in it."""
+    return hostprocs.scan_local(procfs_root, roots=[info.node.host_pid] if info.node.host_pid else None)
 
 
 def _node_subject(pid: int, info: NodeInfo, table: ProcessTable, procfs_root: str) -> Subject:
