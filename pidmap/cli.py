@@ -1,27 +1,77 @@
-"""Command line: parse, make one call into the core, render, map errors to exit codes."""
+"""Command line: parse, make one call into the core, render, map errors to exit codes.
+
+Start-up is part of every command's time (``pidmap --help`` must answer in well under 0.1 s), so
+this module imports only click and the error types at the top; each command imports what its own
+path uses (the core, renderers, YAML, the SDKs through ``pidmap.sources``) when it runs, and the
+sandbox's commands load only when ``pidmap sandbox ...`` is typed.
+"""
 
 from __future__ import annotations
 
-import json
+import importlib
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
-import yaml
 
 from pidmap import __version__
-from pidmap.collect import collect_pod
-from pidmap.complete import complete_nodes, complete_pods
 from pidmap.errors import ExitStatus, NotRunningError, PidmapError, UsageError
-from pidmap.model import Options, PodMap, Target, Via
-from pidmap.picture import Picture
-from pidmap.render import OUTPUTS, Output, render, to_document
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
+    from pidmap.model import PodMap, Via
+    from pidmap.picture import Picture
+    from pidmap.render import Output
+
+# The same as pidmap.render.OUTPUTS (a unit test holds them equal), spelled out so that parsing the
+# command line does not import the renderers and tabulate.
+OUTPUTS = ("table", "wide", "json", "yaml", "tree", "dot", "mermaid")
+
+# Subcommands imported only when used: name -> (module, attribute, the one-line help --help shows).
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "sandbox": ("pidmap.sandbox.cli", "sandbox", "An offline kind/minikube-style cluster: Docker nodes, "
+                "real nested namespaces, stand-in API."),
+}
 
 
 class PidmapGroup(click.Group):
-    """Turns every expected error into one line + hint and its exit status (the only handler)."""
+    """Turns every expected error into one line + hint and its exit status (the only handler).
+
+    Also loads ``LAZY_COMMANDS`` on first use; ``--help`` lists them from their one-line help.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *(n for n in LAZY_COMMANDS if _lazy_available(n))})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in LAZY_COMMANDS:
+            module, attr, _ = LAZY_COMMANDS[cmd_name]
+            try:
+                command = getattr(importlib.import_module(module), attr)
+            except ImportError as err:  # pragma: no cover - the sandbox extra is not installed
+                raise UsageError(f"pidmap {cmd_name} needs the '{cmd_name}' extra: {err}",
+                                 f"pip install 'pidmap[{cmd_name}]'") from err
+            self.add_command(command, cmd_name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: list[tuple[str, str]] = []
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names), default=0)
+        for name in names:
+            if name in LAZY_COMMANDS and name not in self.commands:
+                rows.append((name, _short_help(LAZY_COMMANDS[name][2], limit)))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         debug = bool(ctx.params.get("debug"))
@@ -62,6 +112,35 @@ def main(debug: bool) -> None:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _short_help(text: str, limit: int) -> str:
+    """As click shortens a command's help for the list: whole words, then '...'."""
+    if len(text) <= limit:
+        return text
+    return text[:max(limit - 3, 0)].rsplit(" ", 1)[0] + "..."
+
+
+def _lazy_available(name: str) -> bool:
+    from importlib.util import find_spec
+
+    # The package, not the module: finding pidmap.sandbox.cli would import pidmap.sandbox.
+    try:
+        return find_spec(LAZY_COMMANDS[name][0].rpartition(".")[0]) is not None
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def complete_pods(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    from pidmap import complete
+
+    return complete.complete_pods(ctx, param, incomplete)
+
+
+def complete_nodes(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    from pidmap import complete
+
+    return complete.complete_nodes(ctx, param, incomplete)
 
 
 def _pod_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -133,7 +212,9 @@ def show(pod: str | None, container: str | None, via: str, all_pods: bool, all_n
          watch: bool, interval: float, count: int | None, namespace: str, context: str | None,
          kubeconfig: str | None, output: str) -> None:
     """Show every process of POD with its PID in the container, on the node and on the host."""
-    options = Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via))
+    from pidmap.model import Options, Target
+
+    options = Options(kubeconfig=kubeconfig, context=context, via=cast("Via", via))
     ctx = click.get_current_context()
     given = [f"--{name}" for name in ("interval", "count")
              if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
@@ -160,8 +241,11 @@ def show(pod: str | None, container: str | None, via: str, all_pods: bool, all_n
             watch_command, pod=pod, container=container, interval=interval, count=count, via=via,
             namespace=namespace, context=context, kubeconfig=kubeconfig, output=output)
         return
+    from pidmap.collect import collect_pod
+    from pidmap.render import render
+
     result = collect_pod(Target(namespace=namespace, pod=pod, container=container), options)
-    click.echo(render(result, cast(Output, output)))
+    click.echo(render(result, cast("Output", output)))
     if not result.running:
         raise NotRunningError(f"pod {result.pod.name} is {result.pod.phase}: no process to map",
                               "kubectl describe pod " + result.pod.name + " -n " + result.pod.namespace)
@@ -183,6 +267,7 @@ def whois(pid: int, level: str, node_name: str | None, context: str | None, kube
     """Which node, pod and container own PID (a host PID, or a node PID with --level node)."""
     from pidmap import whois as whois_core
     from pidmap.collect import whois_pid
+    from pidmap.model import Options
 
     _check_names(node_name=node_name)
     answer = whois_pid(pid, Options(kubeconfig=kubeconfig, context=context),
@@ -191,16 +276,22 @@ def whois(pid: int, level: str, node_name: str | None, context: str | None, kube
 
 
 def _echo_maps(maps: list[PodMap], output: str) -> None:
-    from pidmap.picture import render_picture
+    from pidmap.render import render, to_document
 
     if output in ("tree", "dot", "mermaid"):
-        click.echo(render_picture(maps, cast(Picture, output)))
+        from pidmap.picture import render_picture
+
+        click.echo(render_picture(maps, cast("Picture", output)))
     elif output == "json":
+        import json
+
         click.echo(json.dumps([to_document(m) for m in maps], indent=2))
     elif output == "yaml":
+        import yaml
+
         click.echo(yaml.safe_dump([to_document(m) for m in maps], sort_keys=False).rstrip("\n"))
     else:
-        click.echo("\n\n".join(render(m, cast(Output, output)) for m in maps) or "no pods")
+        click.echo("\n\n".join(render(m, cast("Output", output)) for m in maps) or "no pods")
 
 
 @main.command("node")
@@ -211,9 +302,10 @@ def node_command(node_name: str, via: str, namespace: str | None, context: str |
                  kubeconfig: str | None, output: str) -> None:
     """Every pod on NODE with all its processes: one host scan, one list call, no exec."""
     from pidmap.collect import collect_node
+    from pidmap.model import Options
 
     _check_names(node_name=node_name, namespace=namespace)
-    options = Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via))
+    options = Options(kubeconfig=kubeconfig, context=context, via=cast("Via", via))
     maps = collect_node(node_name, options)
     # Filtered after the node-wide list: whether NODE exists is told by all of its pods.
     _echo_maps([m for m in maps if namespace is None or m.pod.namespace == namespace], output)
@@ -236,10 +328,12 @@ def watch_command(pod: str, container: str | None, interval: float, count: int |
     the watch with exit status 0.
     """
     from pidmap import watch as watch_core
+    from pidmap.collect import collect_pod
+    from pidmap.model import Options, Target
 
     _check_names(pod=pod, namespace=namespace, container=container)
     target = Target(namespace=namespace, pod=pod, container=container)
-    options = Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via))
+    options = Options(kubeconfig=kubeconfig, context=context, via=cast("Via", via))
     clear = output != "json" and sys.stdout.isatty()
     try:
         for frame in watch_core.run(lambda: collect_pod(target, options), interval=interval, count=count):
@@ -255,18 +349,6 @@ def watch_command(pod: str, container: str | None, interval: float, count: int |
     except KeyboardInterrupt:
         # Stopping is how a watch is meant to end: not an error (documented exit status 0).
         click.echo("", err=True)
-
-
-def _register_sandbox() -> None:
-    # The sandbox is optional tooling (its own extra); the core never imports it.
-    try:
-        from pidmap.sandbox.cli import sandbox
-    except ImportError:  # pragma: no cover - sandbox extra not installed
-        return
-    main.add_command(sandbox)
-
-
-_register_sandbox()
 
 
 if __name__ == "__main__":  # pragma: no cover
