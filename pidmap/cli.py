@@ -328,15 +328,16 @@ def watch_command(pod: str, container: str | None, interval: float, count: int |
     the watch with exit status 0.
     """
     from pidmap import watch as watch_core
-    from pidmap.collect import collect_pod
+    from pidmap.collect import PodCollector
     from pidmap.model import Options, Target
 
     _check_names(pod=pod, namespace=namespace, container=container)
     target = Target(namespace=namespace, pod=pod, container=container)
     options = Options(kubeconfig=kubeconfig, context=context, via=cast("Via", via))
     clear = output != "json" and sys.stdout.isatty()
+    collector = PodCollector(target, options)
     try:
-        for frame in watch_core.run(lambda: collect_pod(target, options), interval=interval, count=count):
+        for frame in watch_core.run(collector.collect, interval=interval, count=count):
             if output == "json":
                 line = watch_core.frame_json(frame)
                 if line is not None:
@@ -349,6 +350,8 @@ def watch_command(pod: str, container: str | None, interval: float, count: int |
     except KeyboardInterrupt:
         # Stopping is how a watch is meant to end: not an error (documented exit status 0).
         click.echo("", err=True)
+    finally:
+        collector.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,7 @@ is read again at the end so that a container that restarted meanwhile is reporte
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -25,50 +25,99 @@ from pidmap.whois import Answer, Level, NodeInfo, identify, node_of
 
 
 def collect_pod(target: Target, options: Options) -> PodMap:
-    kube.validate_target(target)
-    cluster = kube.Cluster(options)
-    pod = cluster.get_pod(target)
-    if target.container is not None and pod.container(target.container) is None:
-        names = ", ".join(c.name for c in pod.containers) or "none"
-        raise NotFoundError(f'container "{target.container}" not found in pod "{pod.name}"',
-                            f"its containers: {names}")
-    wanted = [c for c in pod.containers if target.container in (None, c.name)]
-    # Init containers run while the pod is Pending: exactly when someone is debugging it.
-    running = [c for c in wanted if pod.runs(c)]
-    notes: list[str] = []
+    """Every view of one pod, once (``pidmap show``)."""
+    with PodCollector(target, options) as collector:
+        return collector.collect()
 
-    with ThreadPoolExecutor(max_workers=max(1, len(running) + 1)) as pool:
-        node_future = pool.submit(_find_node, pod)
-        probe_futures = {c.name: pool.submit(cluster.probe, target, c.name) for c in running}
+
+class PodCollector:
+    """Maps one pod again and again (``pidmap watch``) keeping what does not change between
+    refreshes: the loaded kubeconfig and its connection pool, the Docker client, the node container
+    (looked up again only when its init is no longer the one found), the probe threads and the
+    imports. A refresh is then one GET of the pod, the probes, the node's scan and one more GET.
+    Nothing is made before the first ``collect()``, so its errors are that call's.
+    """
+
+    def __init__(self, target: Target, options: Options) -> None:
+        kube.validate_target(target)
+        self.target, self.options = target, options
+        self._cluster: kube.Cluster | None = None
+        self._rest: kube.Rest | None = None
+        self._docker: Any = None
+        self._node: Node | None = None
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pidmap-probe")
+
+    def __enter__(self) -> PodCollector:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._rest is not None:
+            self._rest.close()
+            self._rest = None
+
+    def _get_pod(self, cluster: kube.Cluster) -> Pod:
+        if self._rest is None:
+            self._rest = cluster.rest()
+        return cluster.get_pod(self.target, rest=self._rest)
+
+    def collect(self) -> PodMap:
+        target, options = self.target, self.options
+        if self._cluster is None:
+            self._cluster = kube.Cluster(options)
+        cluster = self._cluster
+        pod = self._get_pod(cluster)
+        if target.container is not None and pod.container(target.container) is None:
+            names = ", ".join(c.name for c in pod.containers) or "none"
+            raise NotFoundError(f'container "{target.container}" not found in pod "{pod.name}"',
+                                f"its containers: {names}")
+        wanted = [c for c in pod.containers if target.container in (None, c.name)]
+        # Init containers run while the pod is Pending: exactly when someone is debugging it.
+        running = [c for c in wanted if pod.runs(c)]
+        notes: list[str] = []
+
+        node_future = self._pool.submit(self._find_node, pod)
+        probe_futures = {c.name: self._pool.submit(cluster.probe, target, c.name) for c in running}
         probes = {name: future.result() for name, future in probe_futures.items()}
         client, node, node_note = _node_result(node_future, required=bool(running))
-    if node_note:
-        notes.append(node_note)
+        if node_note:
+            notes.append(node_note)
 
-    host: HostView | None = None
-    restarted: set[str] = set()
-    if running:
-        host = hostprocs.host_view(client, node, options.via, timeout=options.exec_timeout)
-        restarted, restart_notes = _restarts(cluster, target, pod)
-        notes.extend(restart_notes)
-    result = correlate(pod, node, probes, host, only_container=target.container, notes=tuple(notes))
-    for cmap in result.containers:
-        probe = probes.get(cmap.container.name)
-        # A restarted container's exec failed because it went away under it: that is the news.
-        if (probe is not None and probe.no_shell and not cmap.processes
-                and cmap.container.name not in restarted):
-            raise ExecError(f'container "{cmap.container.name}" has no shell and its processes cannot be '
-                            "seen from the host side either",
-                            "run pidmap as root on the Docker host (or with --via docker) "
-                            "to map it by container ID")
-    return result
+        host: HostView | None = None
+        restarted: set[str] = set()
+        if running:
+            host = hostprocs.host_view(client, node, options.via, timeout=options.exec_timeout)
+            # Read again after the scan, so that a restart during any of it is caught.
+            restarted, restart_notes = _restarts(lambda: self._get_pod(cluster), pod)
+            notes.extend(restart_notes)
+        result = correlate(pod, node, probes, host, only_container=target.container, notes=tuple(notes))
+        for cmap in result.containers:
+            probe = probes.get(cmap.container.name)
+            # A restarted container's exec failed because it went away under it: that is the news.
+            if (probe is not None and probe.no_shell and not cmap.processes
+                    and cmap.container.name not in restarted):
+                raise ExecError(f'container "{cmap.container.name}" has no shell and its processes cannot be '
+                                "seen from the host side either",
+                                "run pidmap as root on the Docker host (or with --via docker) "
+                                "to map it by container ID")
+        return result
 
-
-def _find_node(pod: Pod) -> tuple[Any, Node | None]:
-    if not pod.node_name:
-        return None, None
-    client = nodes.docker_client()
-    return client, nodes.find_node(client, pod.node_name)
+    def _find_node(self, pod: Pod) -> tuple[Any, Node | None]:
+        if not pod.node_name:
+            return None, None
+        if self._docker is None:
+            self._docker = nodes.docker_client()
+        known = self._node
+        # The same node container with the same init: nothing to look up (a restarted node has a
+        # new init PID; a node read through docker exec is looked up again, one inspect).
+        if (known is not None and known.name == pod.node_name
+                and hostprocs.sees_container(known.container_id, known.host_pid)):
+            return self._docker, known
+        self._node = nodes.find_node(self._docker, pod.node_name)
+        return self._docker, self._node
 
 
 def _node_result(future: Future[tuple[Any, Node | None]], *,
@@ -84,10 +133,10 @@ def _node_result(future: Future[tuple[Any, Node | None]], *,
     return client, node, None
 
 
-def _restarts(cluster: kube.Cluster, target: Target, before: Pod) -> tuple[set[str], list[str]]:
+def _restarts(get_pod: Callable[[], Pod], before: Pod) -> tuple[set[str], list[str]]:
     """Containers that restarted or stopped while pidmap collected, and notes saying so."""
     try:
-        after = cluster.get_pod(target)
+        after = get_pod()
     except PidmapError as err:
         return set(), [f"the pod could not be read again after collecting: {err.message}"]
     notes = []

@@ -143,17 +143,21 @@ class Cluster:
     def rest(self) -> Rest:
         return Rest(self.configuration)
 
-    def get_pod(self, target: Target) -> Pod:
-        rest = self.rest()
+    def get_pod(self, target: Target, rest: Rest | None = None) -> Pod:
+        """One GET of the pod; ``rest``: a kept client (its connection is reused), else a new one."""
+        own = rest is None
+        client = self.rest() if rest is None else rest
         try:
             with _translate_transport(self.configuration.host):
-                raw = rest.get(_pod_path(target.namespace, target.pod), timeout=self.options.request_timeout)
+                raw = client.get(_pod_path(target.namespace, target.pod),
+                                 timeout=self.options.request_timeout)
         except HttpError as err:
             if err.status == 404:
-                raise self._not_found(rest, target) from err
+                raise self._not_found(client, target) from err
             raise _api_error(err, f"pod {target.pod}") from err
         finally:
-            rest.close()
+            if own:
+                client.close()
         return pod_from_api(raw)
 
     def _not_found(self, rest: Rest, target: Target) -> PidmapError:
