@@ -125,10 +125,10 @@ def inner(name: str, what: str, runs: int, env: dict[str, str], *args: str, note
 
 def _bare_readlink() -> int:
     count = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
+    for name in os.listdir("/proc"):
+        if name.isdigit():
             try:
-                os.readlink(f"/proc/{entry.name}/ns/pid")
+                os.readlink(f"/proc/{name}/ns/pid")
                 count += 1
             except OSError:
                 pass

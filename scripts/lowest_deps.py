@@ -7,9 +7,10 @@
     ...
 
 Read from pyproject.toml: the runtime dependencies, the ``sandbox`` extra (the tests bring a sandbox
-up), and pytest and psutil (the benchmark's peer, which its test runs) from the ``dev`` extra. scripts/test.sh installs exactly these into .venv-lowest when
-PIDMAP_DEPS=lowest. Every dependency must have a ``>=`` lower bound: one without is an error, since
-"the lowest declared version" would then mean any version at all.
+up), and pytest and psutil (the benchmark's peer, which its test runs) from the ``dev`` extra.
+scripts/test.sh installs exactly these into .venv-lowest when PIDMAP_DEPS=lowest. Every one must
+have a ``>=`` lower bound: one without is an error, since "the lowest declared version" would
+then mean any version at all.
 """
 
 from __future__ import annotations

@@ -58,20 +58,21 @@ def _pid_namespaces(root: Path) -> dict[int, int]:
     prefix = f"{root}/"
     found: dict[int, int] = {}
     readlink = os.readlink
-    with os.scandir(root) as entries:
-        for entry in entries:
-            name = entry.name
-            if not name.isdigit():
-                continue
-            try:
-                link = readlink(prefix + name + "/ns/pid")
-            except PermissionError:
-                found[int(name)] = _DENIED
-                continue
-            except OSError:  # ENOENT / ESRCH: exited since the listing
-                continue
-            # "pid:[4026531836]"; parse_ns_link's regex costs more than the readlink itself here.
-            found[int(name)] = int(link[5:-1]) if link.startswith("pid:[") and link[5:-1].isdigit() else _GONE
+    for name in os.listdir(root):  # plain names: cheaper than scandir's entries, 10,000 times
+        if not name.isdigit():
+            continue
+        try:
+            link = readlink(prefix + name + "/ns/pid")
+        except PermissionError:
+            found[int(name)] = _DENIED
+            continue
+        except OSError:  # ENOENT / ESRCH: exited since the listing
+            continue
+        # "pid:[4026531836]"; parse_ns_link's regex costs more than the readlink itself here.
+        try:
+            found[int(name)] = int(link[5:-1])
+        except ValueError:
+            found[int(name)] = _GONE
     return found
 
 

@@ -100,23 +100,23 @@ def docker_client(timeout: float = DEFAULT_TIMEOUT) -> Any:
     return client
 
 
-# Every label one of the tools always sets on its node containers: the engine filters by these, so
-# no other container is inspected (a label filter with several keys would AND them: one call each).
+# Every label one of the tools always sets on its node containers: only containers with one of them
+# are inspected (the engine's label filter would AND several keys: one list call each).
 NODE_LABEL_KEYS = (KIND_CLUSTER, MINIKUBE_CREATED_BY, MINIKUBE_NAME, K3D_CLUSTER)
 
 
 def _labelled_containers(client: Any) -> list[Any]:
-    """Every container with one of the labels, inspected once (a minikube node has two of them)."""
+    """Every container with one of the labels, inspected once each: one list call (its summaries
+    carry the labels) and one inspect per node container, whatever else the engine runs."""
     import docker.errors
 
-    ids: dict[str, None] = {}
-    for key in NODE_LABEL_KEYS:
-        for container in client.containers.list(all=True, sparse=True, filters={"label": key}):
-            ids.setdefault(container.id)
     found = []
-    for container_id in ids:
+    for summary in client.api.containers(all=True):
+        labels = summary.get("Labels") or {}
+        if not any(key in labels for key in NODE_LABEL_KEYS):
+            continue
         try:
-            found.append(client.containers.get(container_id))
+            found.append(client.containers.get(summary["Id"]))
         except docker.errors.NotFound:
             continue  # removed since it was listed
     return found
