@@ -1,33 +1,86 @@
-"""Command line: parse, make one call into the core, render, map errors to exit codes."""
+"""Command line: parse, make one call into the core, render, map errors to exit codes.
+
+Start-up is part of every command's time (``pidmap --help`` must answer in well under 0.1 s), so
+this module imports only click and the error types at the top; each command imports what its own
+path uses (the core, renderers, YAML, the SDKs through ``pidmap.sources``) when it runs, and the
+sandbox's commands load only when ``pidmap sandbox ...`` is typed.
+"""
 
 from __future__ import annotations
 
+import importlib
 import re
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 import click
 
 from pidmap import __version__
-from pidmap.collect import collect_pod
-from pidmap.complete import complete_nodes, complete_pods
 from pidmap.errors import ExitStatus, NotRunningError, PidmapError, UsageError
-from pidmap.model import Options, PodMap, Target, Via
-from pidmap.output import OUTPUTS, Output, render, render_maps
-from pidmap.wording import escape
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
+    from pidmap.model import Options, PodMap, Via
+    from pidmap.output import Output
+
+# The same as pidmap.output.OUTPUTS (a unit test holds them equal), spelled out so that parsing the
+# command line does not import the renderers and tabulate.
+OUTPUTS = ("table", "wide", "json", "yaml", "tree", "dot", "mermaid")
+
+# Subcommands imported only when used: name -> (module, attribute, the one-line help --help shows).
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "sandbox": ("pidmap.sandbox.cli", "sandbox", "An offline kind/minikube-style cluster: Docker nodes "
+                "running containerd, stand-in API."),
+}
 
 
 def _error(message: str, hint: str | None) -> None:
     # Messages quote what the cluster, Docker and the user said: escaped like every human output.
+    from pidmap.wording import escape
+
     click.echo(f"error: {escape(message)}", err=True)
     if hint:
         click.echo(f"hint: {escape(hint)}", err=True)
 
 
 class PidmapGroup(click.Group):
-    """Turns every expected error into one line + hint and its exit status (the only handler)."""
+    """Turns every expected error into one line + hint and its exit status (the only handler).
+
+    Also loads ``LAZY_COMMANDS`` on first use; ``--help`` lists them from their one-line help.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *(n for n in LAZY_COMMANDS if _lazy_available(n))})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in LAZY_COMMANDS:
+            module, attr, _ = LAZY_COMMANDS[cmd_name]
+            try:
+                command = getattr(importlib.import_module(module), attr)
+            except ImportError as err:  # pragma: no cover - the sandbox extra is not installed
+                raise UsageError(f"pidmap {cmd_name} needs the '{cmd_name}' extra: {err}",
+                                 f"pip install 'pidmap[{cmd_name}]'") from err
+            self.add_command(command, cmd_name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: list[tuple[str, str]] = []
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names), default=0)
+        for name in names:
+            if name in LAZY_COMMANDS and name not in self.commands:
+                rows.append((name, _short_help(LAZY_COMMANDS[name][2], limit)))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         debug = bool(ctx.params.get("debug"))
@@ -65,6 +118,35 @@ def main(debug: bool) -> None:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _short_help(text: str, limit: int) -> str:
+    """As click shortens a command's help for the list: whole words, then '...'."""
+    if len(text) <= limit:
+        return text
+    return text[:max(limit - 3, 0)].rsplit(" ", 1)[0] + "..."
+
+
+def _lazy_available(name: str) -> bool:
+    from importlib.util import find_spec
+
+    # The package, not the module: finding pidmap.sandbox.cli would import pidmap.sandbox.
+    try:
+        return find_spec(LAZY_COMMANDS[name][0].rpartition(".")[0]) is not None
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def complete_pods(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    from pidmap import complete
+
+    return complete.complete_pods(ctx, param, incomplete)
+
+
+def complete_nodes(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    from pidmap import complete
+
+    return complete.complete_nodes(ctx, param, incomplete)
 
 
 def _pod_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -218,8 +300,12 @@ def show(pod: str | None, container: str | None, via: str, agent_image: str, age
             namespace=namespace, context=context, kubeconfig=kubeconfig, request_timeout=request_timeout,
             output=output)
         return
+    from pidmap.collect import collect_pod
+    from pidmap.model import Target
+    from pidmap.output import render
+
     result = collect_pod(Target(namespace=namespace, pod=pod, container=container), options)
-    click.echo(render(result, cast(Output, output)))
+    click.echo(render(result, cast("Output", output)))
     if not result.running:
         raise NotRunningError(f"pod {result.pod.name} is {result.pod.phase}: no process to map",
                               "kubectl describe pod " + result.pod.name + " -n " + result.pod.namespace)
@@ -257,7 +343,9 @@ def whois(pid: int, level: str, node_name: str | None, via: str, agent_image: st
 
 
 def _echo_maps(maps: list[PodMap], output: str) -> None:
-    click.echo(render_maps(maps, cast(Output, output)))
+    from pidmap.output import render_maps
+
+    click.echo(render_maps(maps, cast("Output", output)))
 
 
 @main.command("node")
@@ -298,7 +386,8 @@ def watch_command(pod: str, container: str | None, interval: float, count: int |
     the watch with exit status 0.
     """
     from pidmap import watch as watch_core
-    from pidmap.collect import agents_for
+    from pidmap.collect import PodCollector, agents_for
+    from pidmap.model import Target
 
     _check_names(pod=pod, namespace=namespace, container=container)
     _check_names(namespace=agent_namespace)
@@ -307,10 +396,10 @@ def watch_command(pod: str, container: str | None, interval: float, count: int |
                        request_timeout)
     clear = output != "json" and sys.stdout.isatty()
     try:
-        # One agent per node for the whole watch (reused by every refresh), deleted when it ends.
-        with agents_for(options) as agents:
-            for frame in watch_core.run(lambda: collect_pod(target, options, agents), interval=interval,
-                                        count=count):
+        # One agent per node for the whole watch (reused by every refresh), deleted when it ends;
+        # the collector keeps the clients and the node lookup between refreshes.
+        with agents_for(options) as agents, PodCollector(target, options, agents) as collector:
+            for frame in watch_core.run(collector.collect, interval=interval, count=count):
                 if output == "json":
                     line = watch_core.frame_json(frame)
                     if line is not None:
@@ -327,22 +416,12 @@ def watch_command(pod: str, container: str | None, interval: float, count: int |
 
 def _options(kubeconfig: str | None, context: str | None, via: str, agent_image: str,
              agent_namespace: str, agent_deadline: int, request_timeout: float | None = None) -> Options:
+    from pidmap.model import Options
+
     timeouts = {} if request_timeout is None else {"request_timeout": request_timeout,
                                                     "exec_timeout": request_timeout}
-    return Options(kubeconfig=kubeconfig, context=context, via=cast(Via, via), agent_image=agent_image,
+    return Options(kubeconfig=kubeconfig, context=context, via=cast("Via", via), agent_image=agent_image,
                    agent_namespace=agent_namespace, agent_deadline=agent_deadline, **timeouts)
-
-
-def _register_sandbox() -> None:
-    # The sandbox is optional tooling (its own extra); the core never imports it.
-    try:
-        from pidmap.sandbox.cli import sandbox
-    except ImportError:  # pragma: no cover - sandbox extra not installed
-        return
-    main.add_command(sandbox)
-
-
-_register_sandbox()
 
 
 # cobra's ShellCompDirectiveNoFileComp: kubectl's shell script offers these words and no file names.

@@ -12,7 +12,7 @@ is read again at the end so that a container that restarted meanwhile is reporte
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -62,67 +62,120 @@ def _stopping(agents: agent.AgentSession | None) -> Iterator[None]:
 
 
 def collect_pod(target: Target, options: Options, agents: agent.AgentSession | None = None) -> PodMap:
+    """Every view of one pod, once (``pidmap show``)."""
     if options.via == "agent" and agents is None:
         with agents_for(options) as own:
             return collect_pod(target, options, own)
-    kube.validate_target(target)
-    cluster = kube.Cluster(options)
-    pod = cluster.get_pod(target)
-    if target.container is not None and pod.container(target.container) is None:
-        names = ", ".join(c.name for c in pod.containers) or "none"
-        raise NotFoundError(f'container "{target.container}" not found in pod "{pod.name}"',
-                            f"its containers: {names}")
-    wanted = [c for c in pod.containers if target.container in (None, c.name)]
-    # Init containers run while the pod is Pending: exactly when someone is debugging it.
-    running = [c for c in wanted if pod.runs(c)]
-    notes: list[str] = []
-
-    with ThreadPoolExecutor(max_workers=max(1, len(running) + 1)) as pool, _stopping(agents):
-        if agents is not None:
-            # The agent pod starts while the probes run; it scans after them (their shells gone).
-            started = pool.submit(agents.start, pod.node_name) if running and pod.node_name else None
-        else:
-            node_future = pool.submit(_find_node, pod)
-        probe_futures = {c.name: pool.submit(cluster.probe, target, c.name) for c in running}
-        probes = {name: future.result() for name, future in probe_futures.items()}
-        if agents is not None:
-            reach = Reach(host_side=False)
-            if started is not None:
-                started.result()
-        else:
-            reach = _node_result(node_future, options.via, required=bool(running))
-    if reach.note:
-        notes.append(reach.note)
-
-    host: HostView | None = None
-    restarted: set[str] = set()
-    if running:
-        if agents is not None and pod.node_name:
-            table = agents.scan(pod.node_name)
-            host = hostprocs.agent_view(table, notes=tuple(agents.notes))
-            reach = Reach(node=machine_node(pod.node_name, host))
-        elif reach.host_side:
-            host = hostprocs.host_view(reach.client, reach.node, options.via, timeout=options.exec_timeout)
-        restarted, restart_notes = _restarts(cluster, target, pod)
-        notes.extend(restart_notes)
-    result = correlate(pod, reach.node, probes, host, only_container=target.container, notes=tuple(notes))
-    for cmap in result.containers:
-        probe = probes.get(cmap.container.name)
-        # A restarted container's exec failed because it went away under it: that is the news.
-        if (probe is not None and probe.no_shell and not cmap.processes
-                and cmap.container.name not in restarted):
-            raise ExecError(f'container "{cmap.container.name}" has no shell and its processes cannot be '
-                            "seen from the host side either",
-                            "run pidmap as root on the Docker host (or with --via docker) "
-                            "to map it by container ID")
-    return result
+    with PodCollector(target, options, agents) as collector:
+        return collector.collect()
 
 
-def _find_node(pod: Pod) -> tuple[Any, Node | None]:
-    if not pod.node_name:
-        return None, None
-    client = nodes.docker_client()
-    return client, nodes.find_node(client, pod.node_name)
+class PodCollector:
+    """Maps one pod again and again (``pidmap watch``) keeping what does not change between
+    refreshes: the loaded kubeconfig and its connection pool, the Docker client, the node container
+    (looked up again only when its init is no longer the one found), the probe threads, the node
+    agents (``--via agent``) and the imports. A refresh is then one GET of the pod, the probes, the
+    node's scan and one more GET. Nothing is made before the first ``collect()``, so its errors are
+    that call's.
+    """
+
+    def __init__(self, target: Target, options: Options, agents: agent.AgentSession | None = None) -> None:
+        kube.validate_target(target)
+        self.target, self.options, self.agents = target, options, agents
+        self._cluster: kube.Cluster | None = None
+        self._rest: kube.Rest | None = None
+        self._docker: Any = None
+        self._node: Node | None = None
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pidmap-probe")
+
+    def __enter__(self) -> PodCollector:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._rest is not None:
+            self._rest.close()
+            self._rest = None
+
+    def _get_pod(self, cluster: kube.Cluster) -> Pod:
+        if self._rest is None:
+            self._rest = cluster.rest()
+        return cluster.get_pod(self.target, rest=self._rest)
+
+    def collect(self) -> PodMap:
+        target, options, agents = self.target, self.options, self.agents
+        if self._cluster is None:
+            self._cluster = kube.Cluster(options)
+        cluster = self._cluster
+        pod = self._get_pod(cluster)
+        if target.container is not None and pod.container(target.container) is None:
+            names = ", ".join(c.name for c in pod.containers) or "none"
+            raise NotFoundError(f'container "{target.container}" not found in pod "{pod.name}"',
+                                f"its containers: {names}")
+        wanted = [c for c in pod.containers if target.container in (None, c.name)]
+        # Init containers run while the pod is Pending: exactly when someone is debugging it.
+        running = [c for c in wanted if pod.runs(c)]
+        notes: list[str] = []
+
+        with _stopping(agents):
+            if agents is not None:
+                # The agent pod starts while the probes run; it scans after them (their shells gone).
+                started = (self._pool.submit(agents.start, pod.node_name)
+                           if running and pod.node_name else None)
+            else:
+                node_future = self._pool.submit(self._find_node, pod)
+            probe_futures = {c.name: self._pool.submit(cluster.probe, target, c.name) for c in running}
+            probes = {name: future.result() for name, future in probe_futures.items()}
+            if agents is not None:
+                reach = Reach(host_side=False)
+                if started is not None:
+                    started.result()
+            else:
+                reach = _node_result(node_future, options.via, required=bool(running))
+        if reach.note:
+            notes.append(reach.note)
+
+        host: HostView | None = None
+        restarted: set[str] = set()
+        if running:
+            if agents is not None and pod.node_name:
+                table = agents.scan(pod.node_name)
+                host = hostprocs.agent_view(table, notes=tuple(agents.notes))
+                reach = Reach(node=machine_node(pod.node_name, host))
+            elif reach.host_side:
+                host = hostprocs.host_view(reach.client, reach.node, options.via,
+                                           timeout=options.exec_timeout)
+            # Read again after the scan, so that a restart during any of it is caught.
+            restarted, restart_notes = _restarts(lambda: self._get_pod(cluster), pod)
+            notes.extend(restart_notes)
+        result = correlate(pod, reach.node, probes, host, only_container=target.container, notes=tuple(notes))
+        for cmap in result.containers:
+            probe = probes.get(cmap.container.name)
+            # A restarted container's exec failed because it went away under it: that is the news.
+            if (probe is not None and probe.no_shell and not cmap.processes
+                    and cmap.container.name not in restarted):
+                raise ExecError(f'container "{cmap.container.name}" has no shell and its processes cannot be '
+                                "seen from the host side either",
+                                "run pidmap as root on the Docker host (or with --via docker) "
+                                "to map it by container ID")
+        return result
+
+    def _find_node(self, pod: Pod) -> tuple[Any, Node | None]:
+        if not pod.node_name:
+            return None, None
+        if self._docker is None:
+            self._docker = nodes.docker_client()
+        known = self._node
+        # The same node container with the same init: nothing to look up (a restarted node has a
+        # new init PID; a node read through docker exec is looked up again, one inspect).
+        if (known is not None and known.name == pod.node_name
+                and hostprocs.sees_container(known.container_id, known.host_pid)):
+            return self._docker, known
+        self._node = nodes.find_node(self._docker, pod.node_name)
+        return self._docker, self._node
 
 
 def machine_node(node_name: str, view: HostView | None) -> Node | None:
@@ -168,10 +221,10 @@ def _node_result(future: Future[tuple[Any, Node | None]], via: Via, *, required:
     return Reach(client=client, node=node)
 
 
-def _restarts(cluster: kube.Cluster, target: Target, before: Pod) -> tuple[set[str], list[str]]:
+def _restarts(get_pod: Callable[[], Pod], before: Pod) -> tuple[set[str], list[str]]:
     """Containers that restarted or stopped while pidmap collected, and notes saying so."""
     try:
-        after = cluster.get_pod(target)
+        after = get_pod()
     except PidmapError as err:
         return set(), [f"the pod could not be read again after collecting: {err.message}"]
     notes = []
@@ -282,8 +335,10 @@ def _probed(cluster: kube.Cluster, pods: list[Pod], notes: dict[str, str]) -> li
 def _collect(pods: list[Pod], found: dict[str, Node], client: Any, options: Options) -> list[PodMap]:
     views: dict[str, HostView | None] = {}
     if any(pod.runs(c) for pod in pods for c in pod.containers):
-        # One scan of this machine's /proc serves every node whose processes it shows.
-        local = functools.cache(hostprocs.scan_local)
+        # One scan of this machine's /proc serves every node whose processes it shows; it reads
+        # only the processes of those nodes' PID namespaces (and the ones nested in them).
+        roots = sorted(n.host_pid for n in found.values() if n.running and n.host_pid)
+        local = functools.cache(functools.partial(hostprocs.scan_local, roots=roots))
         for name, node in found.items():
             views[name] = hostprocs.host_view(client, node, options.via, timeout=options.exec_timeout,
                                               local=local)
@@ -293,20 +348,25 @@ def _collect(pods: list[Pod], found: dict[str, Node], client: Any, options: Opti
 # --- pidmap whois -----------------------------------------------------------------------------
 
 
-def _node_infos(nodes: Sequence[Node], table: ProcessTable) -> list[NodeInfo]:
+def _node_infos(nodes: Sequence[Node], procfs_root: str = "/proc") -> list[NodeInfo]:
+    """Each running node whose init this /proc shows (its cgroup names the node container): where
+    the node sits in NSpid lines and its PID namespace. One read per node, no scan."""
     infos = []
     for node in nodes:
-        level = hostprocs.node_level(table, node)
-        if level is None:
-            continue  # stopped, or its processes are not on this machine's /proc
-        init = table.by_pid[node.host_pid or -1]
-        infos.append(NodeInfo(node=node, level=level, pid_ns=init.pid_ns))
+        if not node.running or not node.host_pid:
+            continue
+        init = hostprocs.read_subject(node.host_pid, procfs_root, ancestry=False)
+        if init is None or node.container_id not in init.cgroup_text:
+            continue  # stopped, or its processes are not on this machine's /proc (Docker Desktop)
+        infos.append(NodeInfo(node=node, level=len(init.process.nspid) - 1, pid_ns=init.process.pid_ns))
     return infos
 
 
 def whois_pid(pid: int, options: Options, *, level: Level = "host", node_name: str | None = None,
               procfs_root: str = "/proc") -> Answer:
-    """``pidmap whois``: read the process, the node containers and the node's pods; ``identify``."""
+    """``pidmap whois``: read the process and the node containers' inits; only for a process in a
+    node, scan that node's processes and list its pods (one API call). A host process that is in
+    no node costs no scan and no API call."""
     if pid <= 0:
         raise UsageError(f"invalid PID {pid}", "a PID is a positive number")
     if level == "node" and not node_name:
@@ -324,15 +384,14 @@ def whois_pid(pid: int, options: Options, *, level: Level = "host", node_name: s
             f"{err.message}: no way to the node containers from here",
             "for a node PID: pidmap whois PID --level node --node NODE --via agent") from err
     node_list = nodes.list_nodes(client)
-    table = hostprocs.scan_local(procfs_root)
-    infos = _node_infos([n for n in node_list if n.running], table)
+    infos = _node_infos(node_list, procfs_root)
     if level == "node":
         info = next((i for i in infos if i.node.name == node_name), None)
         if info is None:
             known = ", ".join(sorted(n.name for n in node_list)) or "none"
             raise NotFoundError(f"node {node_name} is not a running node container whose processes this "
                                 "machine can see", f"node containers: {known}")
-        subject = _node_subject(pid, info, table, procfs_root)
+        subject = _node_subject(pid, info, _node_table(info, procfs_root), procfs_root)
     else:
         found = hostprocs.read_subject(pid, procfs_root)
         if found is None:
@@ -345,10 +404,15 @@ def whois_pid(pid: int, options: Options, *, level: Level = "host", node_name: s
             raise DockerError(error.message, "run pidmap whois on the Docker host itself (not Docker Desktop "
                               "or a remote DOCKER_HOST)")
     info = node_of(subject, infos)
-    pods: list[Pod] = []
-    if info is not None and subject.process.pid != info.node.host_pid:
-        pods = kube.list_pods(kube.Cluster(options), node_name=info.node.name)
-    return identify(subject, infos, pods, table)
+    if info is None or subject.process.pid == info.node.host_pid:
+        return identify(subject, infos, [], None)
+    pods = kube.list_pods(kube.Cluster(options), node_name=info.node.name)
+    return identify(subject, infos, pods, _node_table(info, procfs_root))
+
+
+def _node_table(info: NodeInfo, procfs_root: str) -> ProcessTable:
+    """The processes of one node's PID namespace and those nested in it."""
+    return hostprocs.scan_local(procfs_root, roots=[info.node.host_pid] if info.node.host_pid else None)
 
 
 def _whois_by_agent(pid: int, node_name: str, options: Options, procfs_root: str) -> Answer:

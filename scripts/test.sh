@@ -13,6 +13,11 @@
 #
 # Extra arguments go to pytest (e.g. scripts/test.sh tests/unit -x). Needs root for the Docker
 # engine, cgroups and nsenter, as the sandbox does.
+#
+# PIDMAP_DEPS=lowest scripts/test.sh runs the same pytest suite in .venv-lowest, where every
+# dependency is at the lowest version pyproject.toml declares (scripts/lowest_deps.py prints them:
+# kubernetes==30.1.0, docker==7.1.0, ...; whatever those need, pip resolves as usual). ruff, mypy
+# and lint-imports check the source, not the dependencies: they run in the default (newest) mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +29,33 @@ if command -v npm >/dev/null 2>&1 && [ ! -d .cache/mermaid/node_modules/mermaid 
   mkdir -p .cache/mermaid
   npm install --silent --no-audit --no-fund --prefix .cache/mermaid mermaid@10 jsdom@29 >/dev/null \
     || echo "setup: npm install of mermaid failed; the mermaid test will fail" >&2
+fi
+
+if [ "${PIDMAP_DEPS:-newest}" = lowest ]; then
+  pins=$(.venv/bin/python scripts/lowest_deps.py)
+  stamp=.venv-lowest/.pidmap-lowest
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$pins" ] || [ pyproject.toml -nt "$stamp" ]; then
+    rm -rf .venv-lowest
+    "${PYTHON:-python3}" -m venv .venv-lowest
+    # shellcheck disable=SC2086
+    .venv-lowest/bin/python -m pip install -q --disable-pip-version-check $pins
+    .venv-lowest/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
+    printf '%s\n' "$pins" > "$stamp"
+  fi
+  # What is installed, not what was asked for: a pin pip did not honour fails here.
+  .venv-lowest/bin/python - "$pins" <<'PY'
+import sys
+from importlib.metadata import version
+wrong = [f"{pin} (installed {version(pin.split('==')[0])})" for pin in sys.argv[1].split()
+         if version(pin.split("==")[0]) != pin.split("==")[1]]
+if wrong:
+    sys.exit("deps: not at the lowest declared version: " + ", ".join(wrong))
+print("deps: lowest declared versions in .venv-lowest:", " ".join(sys.argv[1].split()))
+PY
+  exec .venv-lowest/bin/python -m pytest "$@"
+elif [ "${PIDMAP_DEPS:-newest}" != newest ]; then
+  echo "test.sh: PIDMAP_DEPS is newest (default) or lowest, not ${PIDMAP_DEPS}" >&2
+  exit 2
 fi
 
 # One line per step when it passes; the whole output (and a failing exit) when it does not.

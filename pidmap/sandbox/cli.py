@@ -35,7 +35,7 @@ def _valid_rules(_ctx: click.Context, _param: click.Parameter, values: tuple[str
 
 @click.group()
 def sandbox() -> None:
-    """An offline kind/minikube-style cluster: Docker nodes, real nested namespaces, stand-in API."""
+    """An offline kind/minikube-style cluster: Docker nodes running containerd, stand-in API."""
 
 
 @sandbox.command()

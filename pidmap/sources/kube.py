@@ -86,33 +86,50 @@ class ApiConflict(PidmapError):
     """A 409 from the API server: the object already exists (or changed meanwhile)."""
 
 
+def request_parts(configuration: Any, path: str, query: list[tuple[str, str]] | None = None,
+                  *, body: bool = False) -> tuple[str, dict[str, str]]:
+    """(url, headers with authorization) for a request of ``path``, as the generated client makes them.
+
+    Built from what every declared client version (kubernetes 30 to 37) offers: ``Configuration.host``
+    and ``Configuration.auth_settings()`` (which runs the refresh hook of exec plugins and tokens
+    that expire). Not ``ApiClient.param_serialize``: that exists only from kubernetes 37.
+    """
+    from urllib.parse import quote, urlencode
+
+    url = configuration.host + path
+    if query:
+        url += "?" + urlencode(query, quote_via=quote)
+    headers = {"Accept": "application/json"}
+    if body:
+        headers["Content-Type"] = "application/json"
+    for auth in (configuration.auth_settings() or {}).values():
+        if auth.get("in") == "header" and auth.get("value"):
+            headers[auth["key"]] = auth["value"]
+    return url, headers
+
+
 class Rest:
-    """Requests through the official client's ApiClient: its auth (tokens, client certificates,
-    exec plugins), TLS and proxy handling as the kubeconfig says — but not its generated
-    ``CoreV1Api``, whose ~250 pydantic models cost ~0.6 s to import on every run (measured with
-    scripts/bench.py: pidmap show went from 0.9 s to about half that)."""
+    """Requests with the official client's connection pool: its TLS (CA, client certificates,
+    server name), proxy and retry settings as the kubeconfig says — but not its generated
+    ``CoreV1Api``, whose ~250 models cost ~0.6 s to import on every run (measured with
+    scripts/bench.py: pidmap show went from 0.9 s to about half that), and not ``call_api``, whose
+    signature changed in kubernetes 37 (``ApiClient.rest_client.pool_manager`` is in 30 to 37)."""
 
     def __init__(self, configuration: Any) -> None:
         from kubernetes.client.api_client import ApiClient
 
+        self.configuration = configuration
         self.client: Any = ApiClient(configuration)
-
-    def request_parts(self, path: str, query: list[tuple[str, str]] | None = None,
-                      method: str = "GET") -> tuple[str, dict[str, str]]:
-        """(url, headers with authorization) for ``path``, as the generated code would make them."""
-        _, url, headers, _, _ = self.client.param_serialize(
-            method=method, resource_path=path, query_params=query or [],
-            header_params={"Accept": "application/json", "Content-Type": "application/json"},
-            auth_settings=["BearerToken"])
-        return url, headers
 
     def call(self, method: str, path: str, query: list[tuple[str, str]] | None = None,
              body: dict[str, Any] | None = None, timeout: float | None = None) -> dict[str, Any]:
         """One request; HttpError for a non-2xx answer, the JSON document otherwise."""
-        url, headers = self.request_parts(path, query, method)
-        response: Any = self.client.call_api(method, url, header_params=headers, body=body,
-                                             _request_timeout=timeout)
-        response.read()
+        import urllib3
+
+        url, headers = request_parts(self.configuration, path, query, body=body is not None)
+        response: Any = self.client.rest_client.pool_manager.request(
+            method, url, headers=headers, body=None if body is None else json.dumps(body).encode(),
+            preload_content=True, timeout=urllib3.Timeout(total=timeout) if timeout else None)
         text = (response.data or b"").decode("utf-8", "replace")
         if response.status >= 400:
             raise HttpError(response.status, response.reason or "", text)
@@ -143,26 +160,32 @@ class Cluster:
         return Rest(self.configuration)
 
     def request(self, method: str, path: str, *, what: str, query: list[tuple[str, str]] | None = None,
-                body: dict[str, Any] | None = None, timeout: float | None = None) -> dict[str, Any]:
-        """Every REST call pidmap makes: one ApiClient, closed after; transport failures and
-        401/403/404/409/other statuses translated once (``status_error``), ``what`` naming the
-        object in the message ("pod default/kubia-manual")."""
-        rest = self.rest()
+                body: dict[str, Any] | None = None, timeout: float | None = None,
+                rest: Rest | None = None) -> dict[str, Any]:
+        """Every REST call pidmap makes: transport failures and 401/403/404/409/other statuses
+        translated once (``status_error``), ``what`` naming the object in the message ("pod
+        default/kubia-manual"). ``rest``: a kept client (its connection is reused, as watch does),
+        else one ApiClient made for this call and closed after."""
+        own = rest is None
+        client = self.rest() if rest is None else rest
         try:
             with _translate_transport(self.configuration.host):
-                return rest.call(method, path, query, body,
-                                 timeout=timeout if timeout is not None else self.options.request_timeout)
+                return client.call(method, path, query, body,
+                                   timeout=timeout if timeout is not None else self.options.request_timeout)
         except HttpError as err:
             body_doc = _status_body(err.body)
             raise status_error(err.status, body_doc.get("message") or err.reason or "error",
                                verb=_VERBS.get(method, method.lower()), what=what,
                                kind=(body_doc.get("details") or {}).get("kind")) from err
         finally:
-            rest.close()
+            if own:
+                client.close()
 
-    def get_pod(self, target: Target) -> Pod:
+    def get_pod(self, target: Target, rest: Rest | None = None) -> Pod:
+        """One GET of the pod; ``rest``: a kept client (its connection is reused), else a new one."""
         try:
-            raw = self.request("GET", _pod_path(target.namespace, target.pod), what=f"pod {target.pod}")
+            raw = self.request("GET", _pod_path(target.namespace, target.pod), what=f"pod {target.pod}",
+                               rest=rest)
         except ApiNotFound as err:
             raise self._not_found(target) from err
         return pod_from_api(raw)
@@ -191,12 +214,12 @@ class Cluster:
         from kubernetes.stream import ws_client
         from websocket import WebSocketException, setdefaulttimeout
 
-        rest = self.rest()
         query = [("command", arg) for arg in probe_argv("full" if mode == "full" else "probe")]
         query += [("container", container), ("stderr", "true"), ("stdin", "false"), ("stdout", "true"),
                   ("tty", "false")]
         try:
-            url, headers = rest.request_parts(_pod_path(target.namespace, target.pod) + "/exec", query)
+            path = _pod_path(target.namespace, target.pod) + "/exec"
+            url, headers = request_parts(self.configuration, path, query)
             # The client connects the WebSocket without a timeout: an API server that accepts the
             # connection and then stops answering (SIGSTOP, a hung proxy) would hang the handshake.
             setdefaulttimeout(self.options.exec_timeout)
@@ -223,8 +246,6 @@ class Cluster:
             detail = f"{type(err).__name__}: {err}".rstrip(": ")
             return ProbeResult(table=None,
                                error=f"the exec connection was lost: {detail}")
-        finally:
-            rest.close()
         if too_much:
             return ProbeResult(table=None, error=f"the probe printed more than {MAX_PROBE_BYTES >> 20} MiB "
                                                  "(not what the fixed probe prints): not read further")

@@ -30,6 +30,11 @@ class DockerAccessDenied(DockerError):
     """The engine's socket exists but this user may not use it (not in the docker group)."""
 
 
+class DockerSdkError(DockerError):
+    """The Docker SDK failed for its own reasons before the engine was asked (an SDK too old for
+    the installed ``requests``, a DOCKER_HOST it cannot parse): not the engine's fault."""
+
+
 DEFAULT_TIMEOUT = 10.0
 
 
@@ -77,46 +82,87 @@ def docker_errors(doing: str, *, container: str | None = None,
                           "check the engine: docker version") from err
 
 
+def _causes(err: BaseException) -> list[BaseException]:
+    """``err`` and every exception it was raised from or during, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _sdk_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("docker")
+    except PackageNotFoundError:  # pragma: no cover - imported, so installed
+        return "unknown version"
+
+
 def docker_client(timeout: float = DEFAULT_TIMEOUT) -> Any:
     """A Docker SDK client for DOCKER_HOST / the CLI's context; engine errors become DockerError.
 
     ``timeout`` bounds every socket read of every call made with this client; the SDK has no other
-    limit (a ``docker exec`` whose command never ends hangs without it).
+    limit (a ``docker exec`` whose command never ends hangs without it). Three failures are told
+    apart: the engine does not answer (nothing listens, connection refused or timed out), this user
+    may not use it, and the SDK itself failed (docker 7.0.0 with requests >= 2.32 says "Not
+    supported URL scheme http+docker" without ever opening the socket).
     """
     import docker
+    import docker.errors
+    import requests
 
+    where = os.environ.get("DOCKER_HOST") or "the default Docker socket"
     try:
-        with docker_errors("connecting to the Docker engine"):
-            client = docker.from_env(timeout=timeout)
-            client.ping()
-    except DockerAccessDenied:
-        raise
-    except DockerError as err:
-        # Whatever broke, no engine could be used: said as such (the cause stays in __cause__).
-        raise DockerUnavailable(
-            f"no Docker engine answers at {os.environ.get('DOCKER_HOST') or 'the default Docker socket'}",
-            "start it (scripts/install-docker.sh) or fix DOCKER_HOST; check: docker version",
-        ) from err.__cause__
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except (docker.errors.DockerException, requests.RequestException, OSError) as err:
+        text = str(err)
+        chain = _causes(err)
+        if any(isinstance(e, PermissionError) for e in chain) or "Permission denied" in text \
+                or "PermissionError" in text:
+            raise DockerAccessDenied(
+                f"permission denied on {where}",
+                "run as root or as a member of the docker group",
+            ) from err
+        unanswered = (requests.ConnectionError, requests.Timeout, ConnectionError, FileNotFoundError,
+                      TimeoutError)
+        if isinstance(err, docker.errors.APIError):
+            raise DockerError(f"the Docker engine at {where} answered with an error: {err}",
+                              "check the engine: docker version") from err
+        if any(isinstance(e, unanswered) for e in chain):
+            raise DockerUnavailable(
+                f"no Docker engine answers at {where}",
+                "start it (scripts/install-docker.sh) or fix DOCKER_HOST; check: docker version",
+            ) from err
+        raise DockerSdkError(
+            f"the Docker SDK (Python package docker {_sdk_version()}) failed on its own before asking "
+            f"the engine at {where}: {text}",
+            "check DOCKER_HOST; an SDK older than this Python environment's requests fails so: "
+            "pip install -U 'docker>=7.1'",
+        ) from err
     return client
 
 
-# Every label one of the tools always sets on its node containers: the engine filters by these, so
-# no other container is inspected (a label filter with several keys would AND them: one call each).
+# Every label one of the tools always sets on its node containers: only containers with one of them
+# are inspected (the engine's label filter would AND several keys: one list call each).
 NODE_LABEL_KEYS = (KIND_CLUSTER, MINIKUBE_CREATED_BY, MINIKUBE_NAME, K3D_CLUSTER)
 
 
 def _labelled_containers(client: Any) -> list[Any]:
-    """Every container with one of the labels, inspected once (a minikube node has two of them)."""
+    """Every container with one of the labels, inspected once each: one list call (its summaries
+    carry the labels) and one inspect per node container, whatever else the engine runs."""
     import docker.errors
 
-    ids: dict[str, None] = {}
-    for key in NODE_LABEL_KEYS:
-        for container in client.containers.list(all=True, sparse=True, filters={"label": key}):
-            ids.setdefault(container.id)
     found = []
-    for container_id in ids:
+    for summary in client.api.containers(all=True):
+        labels = summary.get("Labels") or {}
+        if not any(key in labels for key in NODE_LABEL_KEYS):
+            continue
         try:
-            found.append(client.containers.get(container_id))
+            found.append(client.containers.get(summary["Id"]))
         except docker.errors.NotFound:
             continue  # removed since it was listed
     return found
@@ -177,7 +223,8 @@ class NodeNotDockerError(DockerError):
     """The pod's node is no container of the Docker engine pidmap talks to."""
 
 
-__all__ = ["DockerAccessDenied", "DockerUnavailable", "NodeNotDockerError", "docker_client", "docker_errors",
+__all__ = ["DockerAccessDenied", "DockerSdkError", "DockerUnavailable", "NodeNotDockerError", "docker_client",
+           "docker_errors",
            "find_node", "list_nodes", "provider_of"]
 
 

@@ -6,6 +6,7 @@ Runs the real CLI in a subprocess against real (absent or closed) endpoints.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -114,12 +115,14 @@ current-context: x
     return path
 
 
+# click's own words, which vary in punctuation across the declared click versions (8.1.0 says
+# "No such option: --bogus", later ones "No such option '--bogus'"): what must hold is the meaning.
 CLICK_USAGE = [
-    (["show", "kubia", "-o", "xml"], "'xml' is not one of", "pidmap show --help"),
-    (["whois", "abc"], "'abc' is not a valid integer", "pidmap whois --help"),
-    (["show", "kubia", "--bogus"], "No such option '--bogus'", "pidmap show --help"),
-    (["node"], "Missing argument 'NODE'", "pidmap node --help"),
-    (["frobnicate"], "No such command 'frobnicate'", "pidmap --help"),
+    (["show", "kubia", "-o", "xml"], r"'xml' is not one of", "pidmap show --help"),
+    (["whois", "abc"], r"'abc' is not a valid integer", "pidmap whois --help"),
+    (["show", "kubia", "--bogus"], r"No such option:? '?--bogus'?", "pidmap show --help"),
+    (["node"], r"Missing argument '?NODE'?", "pidmap node --help"),
+    (["frobnicate"], r"No such command:? '?frobnicate'?", "pidmap --help"),
 ]
 
 
@@ -129,7 +132,8 @@ def test_command_line_mistakes_read_like_every_other_error(argv: list[str], mess
                                                            tmp_path: Path) -> None:
     env = {**os.environ, "KUBECONFIG": str(tmp_path / "none")}
     result = _pidmap(*argv, env=env)
-    _assert_error(result, ExitStatus.USAGE, message)
+    _assert_error(result, ExitStatus.USAGE, "")
+    assert re.search(message, result.stderr.splitlines()[0]), result.stderr
     assert result.stderr.splitlines()[1] == f"hint: {hint}"
 
 

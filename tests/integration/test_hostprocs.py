@@ -55,6 +55,26 @@ def test_local_scan_agrees_with_docker_top(chain: Chain) -> None:
     assert in_node == top_pids
 
 
+def test_scan_of_a_node_reads_exactly_the_node_and_what_nests_in_it(chain: Chain) -> None:
+    """roots=[node init]: the node's PID namespace and the ones inside it, nothing of the host.
+    Ground truth: ``docker top`` (the node container's cgroup) and the kernel's NSpid."""
+    outsider = subprocess.Popen(["sleep", "60"])  # a host process: must not be read
+    try:
+        table = hostprocs.scan_local(roots=[chain.node_host_pid])
+    finally:
+        outsider.kill()
+        outsider.wait()
+    top = subprocess.run(["docker", "top", chain.node, "-o", "pid"], capture_output=True, text=True,
+                         check=True).stdout.split()[1:]
+    assert {p.pid for p in table.processes} == {int(pid) for pid in top}
+    assert outsider.pid not in table.by_pid and 1 not in table.by_pid
+    for proc in table.processes:
+        assert list(proc.nspid) == nspid(proc.pid)
+    for host_pid in chain.host_pids_in_container():  # the nested namespace is read too
+        assert table.by_pid[host_pid].cgroup_id == chain.container_id
+    assert hostprocs.scan_local(roots=[]).processes == ()
+
+
 def test_sees_container_only_for_its_own_init(chain: Chain) -> None:
     assert hostprocs.sees_container(chain.node_id, chain.node_host_pid)
     assert not hostprocs.sees_container(chain.node_id, 1)

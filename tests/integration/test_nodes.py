@@ -10,7 +10,13 @@ from collections.abc import Iterator
 import pytest
 
 from pidmap.errors import ExitStatus
-from pidmap.sources.nodes import DockerUnavailable, NodeNotDockerError, docker_client, find_node
+from pidmap.sources.nodes import (
+    DockerSdkError,
+    DockerUnavailable,
+    NodeNotDockerError,
+    docker_client,
+    find_node,
+)
 from tests.fixtures.chain import Chain, start_chain
 
 pytestmark = [pytest.mark.root, pytest.mark.docker]
@@ -67,6 +73,28 @@ def test_docker_engine_down(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -
     assert info.value.status == ExitStatus.DOCKER
     assert "no Docker engine answers" in info.value.message
     assert os.environ["DOCKER_HOST"] in info.value.message
+
+
+def test_docker_engine_refusing_tcp_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")  # nothing listens on port 1
+    with pytest.raises(DockerUnavailable) as info:
+        docker_client()
+    assert "no Docker engine answers at tcp://127.0.0.1:1" in info.value.message
+
+
+def test_docker_sdk_failing_on_its_own_is_not_a_dead_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK rejects the address before opening any socket (as docker 7.0.0 does with requests
+    >= 2.32: "Not supported URL scheme http+docker"): the SDK is named, with its version."""
+    from importlib.metadata import version
+
+    monkeypatch.setenv("DOCKER_HOST", "bogus://somewhere")
+    with pytest.raises(DockerSdkError) as info:
+        docker_client()
+    assert info.value.status == ExitStatus.DOCKER
+    sdk = f"the Docker SDK (Python package docker {version('docker')}) failed on its own"
+    assert sdk in info.value.message
+    assert "no Docker engine answers" not in info.value.message
+    assert "bogus://somewhere" in info.value.message
 
 
 def test_scan_in_a_node_whose_shell_hangs_ends_within_its_timeout() -> None:
