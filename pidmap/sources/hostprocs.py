@@ -88,24 +88,24 @@ def _wanted_namespaces(root: Path, namespaces: dict[int, int], roots: list[int])
             wanted.add(inode)
     if not wanted:
         return wanted
-    # One process per namespace tells the namespace's ancestry (NS_GET_PARENT on its nsfs fd).
-    representative: dict[int, int] = {}
+    # One process per namespace tells the namespace's ancestry (NS_GET_PARENT on its nsfs fd); if
+    # it exited meanwhile (a brief `sleep`), the next one of the same namespace is asked.
+    members: dict[int, list[int]] = {}
     for pid, inode in namespaces.items():
-        if inode >= 0:
-            representative.setdefault(inode, pid)
+        if inode >= 0 and inode not in wanted:
+            members.setdefault(inode, []).append(pid)
     result = set(wanted)
-    for inode, pid in representative.items():
-        if inode in result:
-            continue
-        ancestry = pid_ns_ancestry(pid, str(root))
-        if ancestry is None:
-            if not os.path.exists(f"{root}/{pid}"):
-                continue  # exited: nothing of it to read either
-            return None
-        if ancestry[0] != inode:
-            continue  # the PID was reused between the two reads: its namespace is read next time
-        if wanted.intersection(ancestry[1:]):
-            result.add(inode)
+    for inode, pids in members.items():
+        for pid in sorted(pids):  # the lowest PID: most often the namespace's long-lived init
+            ancestry = pid_ns_ancestry(pid, str(root))
+            if ancestry is None:
+                if os.path.exists(f"{root}/{pid}"):
+                    return None  # not an nsfs link (a copied /proc): the tree cannot be told
+                continue  # exited: ask the next one
+            if ancestry[0] != inode or wanted.intersection(ancestry[1:]):
+                # (A PID reused between the two reads leaves the namespace's place unknown: read it.)
+                result.add(inode)
+            break
     return result
 
 
