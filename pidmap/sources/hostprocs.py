@@ -199,6 +199,16 @@ def pid_ns_ancestry(pid: int, procfs_root: str = DEFAULT_PROCFS) -> tuple[int, .
 
 
 def _boot_time(root: Path) -> float | None:
+    """When this kernel booted (``btime`` of /proc/stat): start ticks become times, and two tables
+    with one boot time were read on one kernel. psutil answers for this machine's own /proc (its
+    ``PROCFS_PATH`` seam); a recorded or node-side /proc is read as text."""
+    import psutil
+
+    if str(root) == psutil.PROCFS_PATH:
+        try:
+            return float(psutil.boot_time())
+        except (OSError, RuntimeError):
+            return None
     try:
         for line in (root / "stat").read_text().splitlines():
             if line.startswith("btime "):
