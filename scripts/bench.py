@@ -10,6 +10,9 @@ Rows (each group's ratios are against its first peer, marked "="):
 * ``show`` of kubia-manual and of a pod with three containers, beside the manual recipe for that
   pod: ``kubectl get pod -o wide``, one ``kubectl exec POD -c C -- ps aux`` per container and
   ``docker exec NODE ps aux``, run one after the other as a person would;
+* ``show --via agent`` (no Docker: one short-lived hostPID pod per run) beside ``show``, and beside
+  ``kubectl debug node/NODE --image=busybox -- ps`` where the cluster supports it, with where one
+  agent run's time goes;
 * ``watch``'s steady refresh (one ``PodCollector.collect()`` after the first), beside the same recipe;
 * growth: ``node NODE`` with 10, 50 and 100 pods on the node and ``show --all -A`` with 300 pods on
   the cluster, beside one ``show`` and beside a loop of ``show`` per pod (n x the median ``show``);
@@ -118,6 +121,45 @@ def inner(name: str, what: str, runs: int, env: dict[str, str], *args: str, note
     """A row timed inside one Python process (this script's --inner mode); RSS is that process's."""
     _, rss, out = run_once([sys.executable, __file__, "--inner", what, "--runs", str(runs), *args], env)
     return Row(name, json.loads(out)["samples"], rss, note)
+
+
+# The agent's own step timings (reap, node check, create, start, exec, delete) from one run.
+AGENT_STEPS = """
+import json, sys, time
+from pidmap.collect import agents_for, collect_pod
+from pidmap.model import Options, Target
+options = Options(via="agent")
+began = time.perf_counter()
+with agents_for(options) as agents:
+    collect_pod(Target(namespace=sys.argv[2], pod=sys.argv[1]), options, agents)
+    steps = dict(agents.timings)
+steps["total in-process"] = time.perf_counter() - began
+print(json.dumps({k: round(v, 2) for k, v in steps.items()}))
+"""
+
+
+def agent_group(env: dict[str, str], pod: str, ns: str, node: str, runs: int) -> Group:
+    """``show --via agent`` with no Docker (DOCKER_HOST at nothing) beside ``show``, and beside
+    ``kubectl debug node/NODE -- ps`` where the cluster supports it; the title says where one agent
+    run's time goes."""
+    no_docker = {**env, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    out = subprocess.run([sys.executable, "-c", AGENT_STEPS, pod, ns], capture_output=True, text=True,
+                         env=no_docker, check=False, timeout=300)
+    if out.returncode != 0:
+        fail(["pidmap show --via agent (in-process)"], out.returncode, out.stderr)
+    steps = ", ".join(f"{step} {seconds}" for step, seconds in json.loads(out.stdout).items())
+    debug = ["kubectl", "debug", f"node/{node}", "--image=busybox", "--attach", "--", "ps"]
+    supported = subprocess.run(debug, capture_output=True, env=env, check=False, timeout=120).returncode == 0
+    group = Group(f"show {pod} through a node agent (no Docker); one agent run, seconds: {steps}"
+                  + ("" if supported else "; kubectl debug node/NODE: not supported by this cluster "
+                     "(the sandbox's API server takes pods as JSON, kubectl debug sends protobuf)"))
+    group.add(timed(f"pidmap show {pod}", [[*PIDMAP, "show", pod, "-n", ns]], runs, env))
+    group.add(timed(f"pidmap show {pod} --via agent (one agent pod per run)",
+                    [[*PIDMAP, "show", pod, "-n", ns, "--via", "agent"]], runs, no_docker))
+    if supported:
+        group.add(timed("kubectl debug node/NODE --image=busybox -- ps (node level; leaves its pod)",
+                        [debug], runs, env))
+    return group
 
 
 # --- what --inner runs ------------------------------------------------------------------------
@@ -258,6 +300,8 @@ def bench(args: argparse.Namespace, env: dict[str, str], sandbox: bool) -> list[
         )
         group.add(timed(f"pidmap show {pod}", [[*PIDMAP, "show", pod, "-n", ns]], runs, env))
         groups.append(group)
+
+    groups.append(agent_group(env, args.pod, ns, node, runs))
 
     group = Group(f"watch {args.pod}: one steady refresh")
     group.add(timed("manual recipe (as above)", recipe(env, args.pod, ns), runs, env))

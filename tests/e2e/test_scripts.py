@@ -92,13 +92,16 @@ def test_bench_sandbox_prints_the_whole_matrix(sandbox: Sandbox) -> None:
     out = result.stdout
     titles = [line for line in out.splitlines() if line and not line.startswith(" ")]
     expected = ["pidmap bench: sandbox", "show kubia-manual (1 containers)",
-                "show bench-three (3 containers)", "watch kubia-manual: one steady refresh", "host scan with",
+                "show bench-three (3 containers)", "show kubia-manual through a node agent (no Docker)",
+                "watch kubia-manual: one steady refresh", "host scan with",
                 "start-up alone",
                 f"node {name}-m03 with", f"node {name}-m03 with", "show --all -A with", "goals (issue 10)"]
     starts = [t for t in titles if not t.startswith(("(ratio", " "))]
     assert len(starts) == len(expected), out
     for want in expected:
         assert any(t.startswith(want) for t in starts), (want, out)
+    agent = next(t for t in titles if "through a node agent" in t)
+    assert all(f"{step} " in agent for step in ("create", "start", "exec", "delete")), agent
     host = next(t for t in titles if t.startswith("host scan with"))
     assert int(host.split()[3]) >= 300, host  # the extra processes were there while it ran
     rows = re.findall(r"^  (.+?)\s+(\d+\.\d{3})\s+(\S+)\s+(\d+)\s+(=|\d+\.\d\d)$", out, re.M)
@@ -112,7 +115,8 @@ def test_bench_sandbox_prints_the_whole_matrix(sandbox: Sandbox) -> None:
             assert float(ratio) > 0, label
     for peer in ("manual recipe", "bare Python readlink", "lsns -t pid", "ps -e -o pid,pidns,cgroup",
                  "psutil process_iter", "pidmap --help", "pidmap whois 1", "pidmap node",
-                 "pidmap show --all -A", "a loop of pidmap show per pod", "pidmap watch refresh"):
+                 "pidmap show --all -A", "a loop of pidmap show per pod", "pidmap watch refresh",
+                 "pidmap show kubia-manual --via agent"):
         assert any(label.startswith(peer) for label, *_ in rows), (peer, out)
     goals = out.split("goals (issue 10)")[1].split("(ratio")[0].strip().splitlines()
     assert len(goals) == 7, out
