@@ -6,13 +6,10 @@ Ground truth is read from the host's /proc (tests/kernel.py) and kubectl, never 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
@@ -87,33 +84,18 @@ def _liar_script(answer: str) -> str:
     )
 
 
-def _node_root(pod: dict[str, object]) -> Path:
-    """The node container's root filesystem, as the host sees it (/proc/NODE_PID/root)."""
-    node = str(pod["spec"]["nodeName"])  # type: ignore[index]
-    pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", node], capture_output=True,
-                         text=True, check=True).stdout.strip()
-    return kernel.PROC / pid / "root"
-
-
 @contextmanager
 def _lying_pod(sandbox: Sandbox, manifest: dict[str, object], name: str) -> Iterator[dict[str, object]]:
-    """Run a pod that replaces its `sh`; afterwards put the `sh` back and delete the pod.
+    """Run a pod that replaces its `sh`; afterwards delete the pod.
 
-    The stand-in kubelet runs a pod's containers in their node's root filesystem (no image
-    snapshots), so the `sh` a container replaces there is its node's: left replaced, the node could
-    start no pause process, and every exec into it would get the forged answer.
+    Its containers run on containerd, each in a root filesystem of its own (a snapshot of its
+    image): the `sh` it replaces is its own, gone with the pod; the node's and other pods' are untouched.
     """
     sandbox.kubectl("apply", "-f", "-", input=json.dumps(manifest))
     pod = sandbox.wait_phase(name, {"Running"})
-    root = _node_root(pod)
     try:
         yield pod
     finally:
-        link = root / "bin" / "sh.pidmap-test"
-        link.unlink(missing_ok=True)
-        link.symlink_to("busybox")  # as the node image has it: /bin/sh -> busybox
-        os.replace(link, root / "bin" / "sh")
-        (root / "usr" / "local" / "bin" / "sh").unlink(missing_ok=True)
         sandbox.kubectl("delete", "pod", name, "--wait=false", check=False)
 
 
