@@ -6,7 +6,9 @@ Ground truth is read from the host's /proc (tests/kernel.py) and kubectl, never 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,10 +95,21 @@ def _lying_pod(sandbox: Sandbox, manifest: dict[str, object], name: str) -> Iter
     """
     sandbox.kubectl("apply", "-f", "-", input=json.dumps(manifest))
     pod = sandbox.wait_phase(name, {"Running"})
+    node_sh = _node_sh(pod)
     try:
         yield pod
+        assert _node_sh(pod) == node_sh  # the node's own sh was never touched
     finally:
         sandbox.kubectl("delete", "pod", name, "--wait=false", check=False)
+
+
+def _node_sh(pod: dict[str, object]) -> tuple[str, int]:
+    """The node container's /bin/sh as the host sees it (/proc/NODE_PID/root): its link and inode."""
+    node = str(pod["spec"]["nodeName"])  # type: ignore[index]
+    pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", node], capture_output=True,
+                         text=True, check=True, timeout=60).stdout.strip()
+    sh = kernel.PROC / pid / "root" / "bin" / "sh"
+    return os.readlink(sh) if sh.is_symlink() else "", sh.stat().st_ino
 
 
 def _liar(foreign_ns: int, name: str = "tr-liar",
