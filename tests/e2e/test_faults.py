@@ -107,18 +107,33 @@ def _freezer(pid: int) -> Path:
     raise AssertionError(f"no freezer for PID {pid}")
 
 
-def test_frozen_container_probe_times_out_and_the_host_side_maps_it(faults: Sandbox) -> None:
+def _pod_freezer(pid: int) -> Path:
+    """The freezer file of the pod cgroup that holds a container's cgroup (its parent).
+
+    Freezing the pod, not the container, leaves the container's own freezer state THAWED (v1:
+    freezer.self_freezing 0; v2: its cgroup.freeze 0), so runc takes it for running and starts an
+    exec; the exec's process then joins the container's cgroup, inside the frozen pod, and stops there.
+    """
+    own = _freezer(pid)
+    return own.parent.parent / own.name
+
+
+def _states(freezer: Path) -> tuple[str, str]:
+    return ("FROZEN", "THAWED") if freezer.name == "freezer.state" else ("1", "0")
+
+
+def test_frozen_container_probe_is_refused_and_the_host_side_maps_it(faults: Sandbox) -> None:
     pod = _pod(faults, "fl-frozen", "sleep 3600 & wait")
     pids = kernel.pids_in_cgroup(_container_id(pod))
     freezer = _freezer(pids[0])
-    frozen, thawed = ("FROZEN", "THAWED") if freezer.name == "freezer.state" else ("1", "0")
+    frozen, thawed = _states(freezer)
     freezer.write_text(frozen)
     try:
-        # The probe's exec joins the container's cgroup, and freezes with it: it never answers.
+        # The container's own cgroup is frozen: runc takes it for paused and refuses the exec at
+        # once (as on a real kind node), so the probe fails without waiting for any timeout.
         result = faults.pidmap("show", "fl-frozen", "-o", "json", "--request-timeout", f"{TIMEOUT:g}s",
                                check=False, timeout=60)
-        # Read while still frozen: nothing in the cgroup can start or exit, the stuck exec included
-        # (it joined the container's cgroup, so it is the container's as the kernel sees it).
+        # Read while still frozen: nothing in the cgroup can start or exit.
         truth = set(kernel.pids_in_cgroup(_container_id(pod)))
     finally:
         freezer.write_text(thawed)
@@ -127,6 +142,35 @@ def test_frozen_container_probe_times_out_and_the_host_side_maps_it(faults: Sand
     doc = json.loads(result.stdout)
     (cmap,) = doc["containers"]
     assert {p["host_pid"] for p in cmap["processes"]} == truth >= set(pids)
+    for proc in cmap["processes"]:
+        assert proc["container_pid"] == kernel.nspid(proc["host_pid"])[-1]
+    # The runtime's refusal is the note (not a timeout), and the map says where it came from.
+    refused = [note for note in cmap["notes"] if "the probe failed" in note and "paused" in note]
+    assert refused and "mapped from the host side" in refused[0], cmap["notes"]
+    assert not any("did not finish within" in note for note in cmap["notes"]), cmap["notes"]
+
+
+def test_probe_stuck_in_a_frozen_pod_times_out_and_the_host_side_maps_it(faults: Sandbox) -> None:
+    pod = _pod(faults, "fl-stuck", "sleep 3600 & wait")
+    pids = kernel.pids_in_cgroup(_container_id(pod))
+    freezer = _pod_freezer(pids[0])
+    frozen, thawed = _states(freezer)
+    freezer.write_text(frozen)
+    try:
+        # The probe's exec joins the container's cgroup, and freezes with the pod: it never answers.
+        result = faults.pidmap("show", "fl-stuck", "-o", "json", "--request-timeout", f"{TIMEOUT:g}s",
+                               check=False, timeout=60)
+        # Read while still frozen: nothing in the cgroup can start or exit, the stuck exec included
+        # (it joined the container's cgroup, so it is the container's as the kernel sees it).
+        truth = set(kernel.pids_in_cgroup(_container_id(pod)))
+    finally:
+        freezer.write_text(thawed)
+    _clean(result)
+    assert result.returncode == 0, result.stderr
+    assert truth > set(pids)  # the stuck exec's process is in the container
+    doc = json.loads(result.stdout)
+    (cmap,) = doc["containers"]
+    assert {p["host_pid"] for p in cmap["processes"]} == truth
     assert any(f"did not finish within {TIMEOUT:g}s" in note for note in cmap["notes"]), cmap["notes"]
 
 
@@ -134,10 +178,10 @@ def test_api_server_stopped_during_the_exec_show_ends_with_notes(faults: Sandbox
     pod = _pod(faults, "fl-midway", "sleep 3600 & wait")
     container_id = _container_id(pod)
     before = set(kernel.pids_in_cgroup(container_id))
-    freezer = _freezer(min(before))
-    frozen, thawed = ("FROZEN", "THAWED") if freezer.name == "freezer.state" else ("1", "0")
+    freezer = _pod_freezer(min(before))
+    frozen, thawed = _states(freezer)
     server = _api_server_pid(faults)
-    # The container is frozen so that the exec, once it has joined the container, waits there: then
+    # The pod is frozen so that the exec, once it has joined the container, waits there: then
     # the API server is stopped mid-exec, and the container thawed (the probe runs, its answer
     # cannot pass the stopped server).
     freezer.write_text(frozen)
@@ -197,6 +241,21 @@ def test_a_pod_forking_hundreds_of_processes_a_second_maps_five_times_in_a_row(f
         faults.kubectl("delete", "pod", "fl-forks", "--wait=false", check=False)
 
 
+def _argv(pid: int) -> list[str] | None:
+    """The kernel's argv of ``pid``; None once it has exited."""
+    try:
+        return (kernel.PROC / str(pid) / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return None
+
+
+def _is_probe(argv: list[str]) -> bool:
+    """A pidmap probe (``sh -c SCRIPT pidmap-probe probe``, and the subshells it forks, which keep its
+    argv) or the ``tr`` it runs for each command line (``tr '\\000\\n' '  '``)."""
+    return (argv[:2] == ["sh", "-c"] and argv[3:5] == ["pidmap-probe", "probe"]) or \
+        argv == ["tr", "\\000\\n", "  "]
+
+
 def test_a_host_with_ten_thousand_more_processes_maps_them_all(faults: Sandbox) -> None:
     # 10,000 sleeping processes in one container: the host then has 10,000+ processes, and the
     # container's own probe (a shell loop over /proc) has 10,000 to print.
@@ -213,8 +272,17 @@ def test_a_host_with_ten_thousand_more_processes_maps_them_all(faults: Sandbox) 
         host_total = sum(1 for entry in kernel.PROC.iterdir() if entry.name.isdigit())
         print(f"processes on the host: {host_total}")
         assert host_total > 10_000
+        # The container's own processes sleep: read before pidmap runs, they are the whole truth.
+        truth = set(kernel.pids_in_cgroup(container_id))
         result = faults.pidmap("show", "fl-many", "-o", "json", check=False, timeout=300)
-        truth = set(kernel.pids_in_cgroup(container_id))  # sleeping: the same before and after
+        after = set(kernel.pids_in_cgroup(container_id))
+        assert truth <= after  # none of them exited meanwhile
+        # Anything else in the cgroup now is pidmap's probe (or a child it forked), whose exec outlived
+        # its timeout: the runtime kills it once the exec's client is gone, which may be just after
+        # pidmap exits. It is pidmap's own, never the container's: told by the kernel's argv.
+        others = {pid: _argv(pid) for pid in after - truth}
+        print(f"in the container's cgroup: {len(after)}; not the container's own: {others}")
+        assert all(argv is None or _is_probe(argv) for argv in others.values()), others
         _clean(result)
         assert result.returncode == 0, result.stderr
         (cmap,) = json.loads(result.stdout)["containers"]
@@ -282,8 +350,37 @@ def test_docker_engine_gone_during_the_node_side_read_is_one_line(faults: Sandbo
         engine.go_away()
     assert engine.gone.is_set()  # it did go away, at the docker exec of the node-side reader
     _clean(result)
+    # --via docker asks for the node to be read through the engine: with the engine gone there is
+    # no way round it (no degrading to the container level), so the run ends as with no engine at
+    # all: exit 7, one line naming the socket that stopped answering, and the hint.
     assert result.returncode == ExitStatus.DOCKER, result.stderr
-    assert "docker exec" in result.stderr
+    error, hint = result.stderr.splitlines()
+    assert error == f"error: no Docker engine answers at unix://{engine.path}", error
+    assert "DOCKER_HOST" in hint and "docker version" in hint, hint
+    assert result.stdout == ""
+
+
+def _node_pid(node: str) -> int:
+    """The node container's init, as the host sees it (docker inspect)."""
+    return int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", node], capture_output=True,
+                              text=True, check=True, timeout=60).stdout)
+
+
+def _thaw(freezer: Path) -> None:
+    """Make sure a node is thawed after ``docker unpause``. On cgroup v1 a freeze that races a
+    process joining the cgroup (a ``docker exec`` into the node, which the sandbox's kubelet makes
+    all the time) can stay FREEZING, and runc's unpause may leave it so: then every exec into the
+    node, and the engine's calls about it, hang. THAWED is written to the freezer file directly."""
+    for _ in range(50):
+        try:
+            state = freezer.read_text().strip()
+        except OSError:
+            return  # the node's cgroup is gone: nothing is frozen
+        if state in ("THAWED", "0"):
+            return
+        freezer.write_text("THAWED" if freezer.name == "freezer.state" else "0")
+        time.sleep(0.1)
+    raise AssertionError(f"{freezer} stays {state} after docker unpause and THAWED written to it")
 
 
 # Last in the module: the sandbox keeps a lost node's pods Unknown.
@@ -292,12 +389,16 @@ def test_paused_node_show_ends_within_the_timeout(faults: Sandbox, stop: str, st
     name = f"fl-{stop}"
     pod = _pod(faults, name, "sleep 3600")
     node = str(pod["spec"]["nodeName"])  # type: ignore[index]
-    subprocess.run(["docker", stop, node], check=True, capture_output=True)
+    node_freezer = _freezer(_node_pid(node))
     try:
+        subprocess.run(["docker", stop, node], check=True, capture_output=True, timeout=120)
         result = faults.pidmap("show", name, "--request-timeout", f"{TIMEOUT:g}s", check=False,
                                timeout=60)
     finally:
-        subprocess.run(["docker", start, node], check=False, capture_output=True)
+        # Always undone, whatever failed above (a paused node left behind wedges every exec into it).
+        subprocess.run(["docker", start, node], check=False, capture_output=True, timeout=120)
+        if stop == "pause":
+            _thaw(node_freezer)
     _clean(result)
     # The API server may already say the pod is Unknown (NodeLost: exit 8, as documented), or still
     # Running: then the probe times out and the frozen processes are mapped from the host side.
@@ -326,8 +427,8 @@ def test_api_server_killed_during_the_exec_show_ends_with_notes(faults: Sandbox)
     pod = _pod(faults, "fl-killed", "sleep 3600 & wait")
     container_id = _container_id(pod)
     before = set(kernel.pids_in_cgroup(container_id))
-    freezer = _freezer(min(before))
-    frozen, thawed = ("FROZEN", "THAWED") if freezer.name == "freezer.state" else ("1", "0")
+    freezer = _pod_freezer(min(before))  # the exec is let in, and stops inside (see _pod_freezer)
+    frozen, thawed = _states(freezer)
     server = _api_server_pid(faults)
     freezer.write_text(frozen)
     run = subprocess.Popen([sys.executable, "-m", "pidmap", "show", "fl-killed", "-o", "json",

@@ -12,7 +12,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
@@ -87,34 +86,30 @@ def _liar_script(answer: str) -> str:
     )
 
 
-def _node_root(pod: dict[str, object]) -> Path:
-    """The node container's root filesystem, as the host sees it (/proc/NODE_PID/root)."""
-    node = str(pod["spec"]["nodeName"])  # type: ignore[index]
-    pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", node], capture_output=True,
-                         text=True, check=True).stdout.strip()
-    return kernel.PROC / pid / "root"
-
-
 @contextmanager
 def _lying_pod(sandbox: Sandbox, manifest: dict[str, object], name: str) -> Iterator[dict[str, object]]:
-    """Run a pod that replaces its `sh`; afterwards put the `sh` back and delete the pod.
+    """Run a pod that replaces its `sh`; afterwards delete the pod.
 
-    The stand-in kubelet runs a pod's containers in their node's root filesystem (no image
-    snapshots), so the `sh` a container replaces there is its node's: left replaced, the node could
-    start no pause process, and every exec into it would get the forged answer.
+    Its containers run on containerd, each in a root filesystem of its own (a snapshot of its
+    image): the `sh` it replaces is its own, gone with the pod; the node's and other pods' are untouched.
     """
     sandbox.kubectl("apply", "-f", "-", input=json.dumps(manifest))
     pod = sandbox.wait_phase(name, {"Running"})
-    root = _node_root(pod)
+    node_sh = _node_sh(pod)
     try:
         yield pod
+        assert _node_sh(pod) == node_sh  # the node's own sh was never touched
     finally:
-        link = root / "bin" / "sh.pidmap-test"
-        link.unlink(missing_ok=True)
-        link.symlink_to("busybox")  # as the node image has it: /bin/sh -> busybox
-        os.replace(link, root / "bin" / "sh")
-        (root / "usr" / "local" / "bin" / "sh").unlink(missing_ok=True)
         sandbox.kubectl("delete", "pod", name, "--wait=false", check=False)
+
+
+def _node_sh(pod: dict[str, object]) -> tuple[str, int]:
+    """The node container's /bin/sh as the host sees it (/proc/NODE_PID/root): its link and inode."""
+    node = str(pod["spec"]["nodeName"])  # type: ignore[index]
+    pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", node], capture_output=True,
+                         text=True, check=True, timeout=60).stdout.strip()
+    sh = kernel.PROC / pid / "root" / "bin" / "sh"
+    return os.readlink(sh) if sh.is_symlink() else "", sh.stat().st_ino
 
 
 def _liar(foreign_ns: int, name: str = "tr-liar",
