@@ -334,7 +334,7 @@ def test_pictures_of_the_sidecar_pod(sandbox: Sandbox, running_examples: Pods) -
     assert "<svg" in svg and "log&#45;tailer" in svg  # graphviz writes '-' as &#45;
     mermaid = sandbox.pidmap("show", "sidecar", "-o", "mermaid").stdout
     assert mermaid.startswith("flowchart TB")
-    # The parser must be there (scripts/setup.sh installs it): a missing one is a failure, not a pass.
+    # The parser must be there (scripts/test.sh installs it): a missing one is a failure, not a pass.
     assert (MERMAID / "node_modules" / "mermaid").is_dir(), \
         "the mermaid parser is missing: scripts/test.sh installs it into .cache/mermaid (npm)"
     assert shutil.which("node"), "node is missing: scripts/setup.sh installs it"
