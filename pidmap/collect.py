@@ -383,12 +383,22 @@ def whois_pid(pid: int, options: Options, *, level: Level = "host", node_name: s
         raise nodes.DockerUnavailable(
             f"{err.message}: no way to the node containers from here",
             "for a node PID: pidmap whois PID --level node --node NODE --via agent") from err
-    node_list = nodes.list_nodes(client)
+    notes: list[str] = []
+    if level == "node" and node_name is not None:
+        # One node named: only its container is inspected, whatever else the engine runs (a stuck
+        # container of another cluster cannot hold this up).
+        try:
+            node_list = [nodes.find_node(client, node_name)]
+        except nodes.NodeNotDockerError:
+            node_list = []
+    else:
+        node_list = nodes.list_nodes(client, notes)
     infos = _node_infos(node_list, procfs_root)
     if level == "node":
         info = next((i for i in infos if i.node.name == node_name), None)
         if info is None:
-            known = ", ".join(sorted(n.name for n in node_list)) or "none"
+            every = nodes.list_nodes(client)
+            known = ", ".join(sorted(n.name for n in every)) or "none"
             raise NotFoundError(f"node {node_name} is not a running node container whose processes this "
                                 "machine can see", f"node containers: {known}")
         subject = _node_subject(pid, info, _node_table(info, procfs_root), procfs_root)
@@ -405,9 +415,9 @@ def whois_pid(pid: int, options: Options, *, level: Level = "host", node_name: s
                               "or a remote DOCKER_HOST)")
     info = node_of(subject, infos)
     if info is None or subject.process.pid == info.node.host_pid:
-        return identify(subject, infos, [], None)
+        return replace(identify(subject, infos, [], None), notes=tuple(notes))
     pods = kube.list_pods(kube.Cluster(options), node_name=info.node.name)
-    return identify(subject, infos, pods, _node_table(info, procfs_root))
+    return replace(identify(subject, infos, pods, _node_table(info, procfs_root)), notes=tuple(notes))
 
 
 def _node_table(info: NodeInfo, procfs_root: str) -> ProcessTable:

@@ -47,6 +47,7 @@ class Answer:
     container: Container | None = None
     matched_by: str | None = None
     pid_namespace: int | None = None
+    notes: tuple[str, ...] = ()  # what could not be read (a node container that did not answer)
 
 
 def node_of(subject: Subject, nodes: Sequence[NodeInfo]) -> NodeInfo | None:
@@ -198,6 +199,7 @@ def to_document(answer: Answer) -> dict[str, Any]:
         "pid_namespace": answer.pid_namespace,
         "matched_by": answer.matched_by,
         "command": answer.command,
+        "notes": list(answer.notes),
     }
 
 
@@ -211,4 +213,5 @@ def render(answer: Answer, output: str) -> str:
     # The summary and the command quote names and text the cluster and the container wrote.
     lines = [escape(answer.summary)]
     lines += [f"  {key:<14}{cell(value)}" for key, value in rows if value is not None]
+    lines += [f"note: {escape(note)}" for note in answer.notes]
     return "\n".join(lines)

@@ -190,6 +190,9 @@ class NodeRuntime:
         self.node = node
         self.docker = docker_cli
         self.waiters: dict[str, asyncio.Future[int]] = {}
+        # Waiters whose task is known to have started: only these can be settled by a listing that
+        # does not show their task (one registered before `ctr run` is not in the listing yet).
+        self.started: set[str] = set()
         self.images: dict[str, str] = {}  # reference -> manifest digest
         self.cgroup_parent = ""  # the node container's cgroup, e.g. /docker/<id>
         self.events: asyncio.Task[None] | None = None
@@ -249,12 +252,26 @@ class NodeRuntime:
             if len(fields) >= 3 and not fields[0].startswith("sha256:"):
                 self.images[fields[0]] = fields[2]
 
-    def expect_exit(self, container_id: str) -> asyncio.Future[int]:
+    def expect_exit(self, container_id: str, *, started: bool = True) -> asyncio.Future[int]:
+        """The future of the task's exit code. ``started=False``: registered before ``ctr run``
+        (so that an exit at once is not missed), the task may not exist yet; ``task_started`` says
+        when it does. Until then ``reconcile`` leaves the waiter alone."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.waiters[container_id] = future
+        if started:
+            self.started.add(container_id)
         return future
 
+    def task_started(self, container_id: str) -> None:
+        if container_id in self.waiters:
+            self.started.add(container_id)
+
+    def forget(self, container_id: str) -> None:
+        self.waiters.pop(container_id, None)
+        self.started.discard(container_id)
+
     def exited(self, container_id: str, code: int) -> None:
+        self.started.discard(container_id)
         future = self.waiters.pop(container_id, None)
         if future is not None and not future.done():
             future.set_result(code)
@@ -268,11 +285,18 @@ class NodeRuntime:
         return int(found.group(1)) if found else 0
 
     async def reconcile(self) -> None:
-        """Settle every waiter whose task is no longer running (an exit event we did not see)."""
-        if not self.waiters:
+        """Settle every waiter whose task is no longer running (an exit event we did not see).
+
+        Only waiters whose task had started before the listing is asked for: a `ctr run` under way
+        (seconds on a loaded node) has registered its waiter but its task is not listed yet, and
+        settling it with 255 would report a running container as exited (and start it again)."""
+        armed = [container_id for container_id in self.waiters if container_id in self.started]
+        if not armed:
             return
         tasks = await self.tasks()
-        for container_id in list(self.waiters):
+        for container_id in armed:
+            if container_id not in self.waiters:
+                continue  # its exit event came while the listing ran
             pid_status = tasks.get(container_id)
             if pid_status is None:
                 self.exited(container_id, 255)  # lost with its node (Kubernetes: exit 255, Unknown)
@@ -935,14 +959,16 @@ class Kubelet:
         argv += [reference, container_id, *container_argv(container, local)]
         await runtime.node_exec("mkdir", "-p", log_file.rsplit("/", 1)[0])
         started_at = objects.timestamp(objects.now_utc())
-        exit_future = runtime.expect_exit(container_id)  # before the start: an exit at once is not missed
+        # Before the start, so that an exit at once is not missed; armed for reconcile once it runs.
+        exit_future = runtime.expect_exit(container_id, started=False)
         result = await runtime.ctr(*argv)
         if result.returncode != 0:
-            runtime.waiters.pop(container_id, None)
+            runtime.forget(container_id)
             message = result.stderr.strip().removeprefix("ctr: ")
             await self._remove_containers(runtime, [container_id])
             return await self._finish(runtime, run, container, kind, container_id, 128, started_at,
                                       reason="StartError", message=message, created=False)
+        runtime.task_started(container_id)
         if state.previous_id:  # kubelet keeps one dead container per container
             await self._remove_containers(runtime, [state.previous_id])
         state.previous_id = state.container_id

@@ -150,21 +150,52 @@ def docker_client(timeout: float = DEFAULT_TIMEOUT) -> Any:
 # are inspected (the engine's label filter would AND several keys: one list call each).
 NODE_LABEL_KEYS = (KIND_CLUSTER, MINIKUBE_CREATED_BY, MINIKUBE_NAME, K3D_CLUSTER)
 
+# One inspect's deadline when several containers are inspected in turn: the engine answers an
+# inspect from memory in milliseconds, unless the container's lock is held (an exec or a stop stuck
+# on a frozen container): then that one is skipped, with a note, and the others are still read.
+INSPECT_TIMEOUT = 5.0
 
-def _labelled_containers(client: Any) -> list[Any]:
-    """Every container with one of the labels, inspected once each: one list call (its summaries
-    carry the labels) and one inspect per node container, whatever else the engine runs."""
+
+def _inspect(client: Any, container_id: str, timeout: float) -> dict[str, Any]:
+    """``docker inspect`` of one container with its own read deadline (the SDK's
+    ``inspect_container`` takes the client's only); the SDK's exceptions pass through."""
+    api = client.api
+    result: dict[str, Any] = api._result(api._get(api._url("/containers/{0}/json", container_id),
+                                                  timeout=timeout), True)
+    return result
+
+
+def _summary_name(summary: dict[str, Any]) -> str:
+    names = summary.get("Names") or []
+    return str(names[0]).lstrip("/") if names else str(summary.get("Id", ""))[:12]
+
+
+def _labelled_containers(client: Any, notes: list[str] | None = None, *,
+                         timeout: float | None = None) -> list[dict[str, Any]]:
+    """Every container with one of the labels, inspected once each (``docker inspect`` attrs): one
+    list call (its summaries carry the labels) and one inspect per node container, whatever else
+    the engine runs. A container whose inspect does not answer within ``timeout`` (stuck: its lock
+    is held) is skipped, with a line in ``notes``: one stuck container elsewhere on a shared engine
+    must not stop pidmap from reading the others."""
     import docker.errors
+    import requests
 
+    timeout = INSPECT_TIMEOUT if timeout is None else timeout
     found = []
     for summary in client.api.containers(all=True):
         labels = summary.get("Labels") or {}
         if not any(key in labels for key in NODE_LABEL_KEYS):
             continue
         try:
-            found.append(client.containers.get(summary["Id"]))
+            found.append(_inspect(client, summary["Id"], timeout))
         except docker.errors.NotFound:
             continue  # removed since it was listed
+        except (requests.Timeout, TimeoutError):
+            if notes is not None:
+                notes.append(f"node container {_summary_name(summary)} ({str(summary['Id'])[:12]}, "
+                             f"{summary.get('State') or 'state unknown'}) did not answer docker inspect "
+                             f"within {timeout:g}s: skipped (stuck? docker inspect "
+                             f"{_summary_name(summary)})")
     return found
 
 
@@ -178,8 +209,7 @@ def provider_of(labels: dict[str, str]) -> Provider | None:
     return None
 
 
-def _node_of(container: Any, node_name: str) -> Node | None:
-    attrs = container.attrs
+def _node_of(attrs: dict[str, Any], node_name: str) -> Node | None:
     labels: dict[str, str] = attrs.get("Config", {}).get("Labels") or {}
     hostname = attrs.get("Config", {}).get("Hostname", "")
     provider = provider_of(labels)
@@ -201,15 +231,16 @@ def find_node(client: Any, node_name: str) -> Node:
 
     with docker_errors(f"looking for node {node_name}"):
         try:
-            node = _node_of(client.containers.get(node_name), node_name)
+            # By name: one inspect, of that container only (never of the others on the engine).
+            node = _node_of(client.api.inspect_container(node_name), node_name)
         except docker.errors.NotFound:
             node = None
         if node is None:
             # kind/k3d/minikube always name the container after the node, but a renamed container
-            # still keeps its hostname: look among the labelled ones.
-            for container in _labelled_containers(client):
-                if container.attrs.get("Config", {}).get("Hostname") == node_name:
-                    node = _node_of(container, node_name)
+            # still keeps its hostname: look among the labelled ones (a stuck one skipped).
+            for attrs in _labelled_containers(client):
+                if attrs.get("Config", {}).get("Hostname") == node_name:
+                    node = _node_of(attrs, node_name)
                     break
     if node is None:
         raise NodeNotDockerError(
@@ -230,12 +261,12 @@ __all__ = ["DockerAccessDenied", "DockerSdkError", "DockerUnavailable", "NodeNot
 
 # --- added for `pidmap whois` (issue 4) ------------------------------------------------------------
 
-def list_nodes(client: Any) -> list[Node]:
-    """Every node container (kind, minikube, k3d labels) the engine knows, running or not."""
+def list_nodes(client: Any, notes: list[str] | None = None) -> list[Node]:
+    """Every node container (kind, minikube, k3d labels) the engine knows, running or not; one
+    whose inspect does not answer in time is left out, with a line in ``notes``."""
     found: list[Node] = []
     with docker_errors("listing node containers"):
-        for container in _labelled_containers(client):
-            attrs = container.attrs
+        for attrs in _labelled_containers(client, notes):
             labels = attrs.get("Config", {}).get("Labels") or {}
             provider = provider_of(labels)
             if provider is None:

@@ -41,8 +41,18 @@ def crowded_node(sandbox: Sandbox) -> Iterator[str]:
     node = f"{sandbox.name}-m03"
     sandbox.kubectl("apply", "-f", "-", input=_manifest(node), timeout=300)
     try:
-        sandbox.kubectl("wait", "--for=jsonpath={.status.phase}=Running", "pod", "-l", f"app={LABEL}",
+        # Phase Running is not enough: a pod whose container exited and waits to restart
+        # (CrashLoopBackOff, restartPolicy Always) is Running too, with no process to map. Ready
+        # (every container started and running, per the API) is what the maps need.
+        sandbox.kubectl("wait", "--for=condition=Ready", "pod", "-l", f"app={LABEL}",
                         "--timeout=300s", timeout=330)
+        pods = json.loads(sandbox.kubectl("get", "pod", "-l", f"app={LABEL}", "-o", "json").stdout)["items"]
+        for pod in pods:
+            (status,) = pod["status"]["containerStatuses"]
+            # A sleep 86400 never exits: a restart would be the sandbox's kubelet mistaking a
+            # container being started for one that exited (the bug this test once caught).
+            assert "running" in status["state"] and status["started"], (pod["metadata"]["name"], status)
+            assert status["restartCount"] == 0, (pod["metadata"]["name"], status)
         yield node
     finally:
         sandbox.kubectl("delete", "pod", "-l", f"app={LABEL}", "--wait=true", timeout=300)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Sandbox, _sandbox_up
-from tests.kernel import nspid, pids_in_cgroup
+from tests.kernel import container_init, nspid, pids_in_cgroup
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.docker, pytest.mark.root]
 
@@ -92,14 +92,12 @@ def test_sidecar_containers_have_their_own_pid_namespaces(sandbox: Sandbox) -> N
     assert len(by_name) == 2 and all("running" in s["state"] for s in by_name.values())
     namespaces = {}
     for name, status in by_name.items():
-        main = [pid for pid in pids_in_cgroup(container_id(status)) if nspid(pid)[-1] == 1]
-        assert len(main) == 1, name
-        namespaces[name] = pid_ns(main[0])
+        namespaces[name] = pid_ns(container_init(container_id(status)))
     assert len(set(namespaces.values())) == 2, namespaces
     # ... but one network and UTS namespace (pause's), and the shared emptyDir volume works.
     writer, tailer = (by_name[c["name"]] for c in pod["spec"]["containers"])
-    writer_pid = next(p for p in pids_in_cgroup(container_id(writer)) if nspid(p)[-1] == 1)
-    tailer_pid = next(p for p in pids_in_cgroup(container_id(tailer)) if nspid(p)[-1] == 1)
+    writer_pid = container_init(container_id(writer))
+    tailer_pid = container_init(container_id(tailer))
     for kind in ("net", "uts", "ipc"):
         assert os.readlink(PROC / str(writer_pid) / "ns" / kind) == os.readlink(
             PROC / str(tailer_pid) / "ns" / kind), kind
@@ -144,8 +142,9 @@ def test_adapter_and_ambassador_share_the_pod_network(sandbox: Sandbox) -> None:
     assert re.fullmatch(r"app_requests_total \d+\n", wait_for(metrics, what="the adapter's metrics"))
     ambassador = sandbox.apply_example("ambassador.yaml")
     by_name = statuses(ambassador)
-    app_pid = next(p for p in pids_in_cgroup(container_id(by_name["app"])) if nspid(p)[-1] == 1)
-    proxy_pid = next(p for p in pids_in_cgroup(container_id(by_name["ambassador"])) if nspid(p)[-1] == 1)
+    # Each container's PID 1 (the app's loop runs a brief wget and sleep beside it).
+    app_pid = container_init(container_id(by_name["app"]))
+    proxy_pid = container_init(container_id(by_name["ambassador"]))
     assert pid_ns(app_pid) != pid_ns(proxy_pid)
     net = {os.readlink(PROC / str(pid) / "ns" / "net") for pid in (app_pid, proxy_pid)}
     assert len(net) == 1

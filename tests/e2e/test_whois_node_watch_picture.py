@@ -21,7 +21,7 @@ import pytest
 
 from pidmap.errors import ExitStatus
 from tests.conftest import ROOT, Pods, Sandbox
-from tests.kernel import cgroups, nspid
+from tests.kernel import cgroups, nspid, processes_in_cgroup, start_ticks
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.root, pytest.mark.docker]
 
@@ -138,12 +138,13 @@ def _exec_count(box: Sandbox) -> int:
     return len(re.findall(r" GET /api/v1/namespaces/[^ ]+/pods/[^ /]+/exec\?", log))
 
 
-def _rows(doc: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
+def _lasting_rows(doc: dict[str, Any], lasting: dict[int, int]) -> dict[str, set[tuple[Any, ...]]]:
+    """Each container's rows of the processes that lived through both runs (per the kernel)."""
     return {
         c["name"]: {
             (p["container_pid"], p["node_pid"], p["host_pid"], p["ppid"], p["command"])
             for p in c["processes"]
-            if not p["command"].startswith("sleep")
+            if p["host_pid"] in lasting
         }
         for c in doc["containers"]
     }
@@ -152,6 +153,12 @@ def _rows(doc: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
 def test_node_equals_show_pod_by_pod_without_exec(sandbox: Sandbox, running_examples: Pods) -> None:
     node = running_examples["sidecar"]["spec"]["nodeName"]
     expected = {name for name, pod in running_examples.items() if pod["spec"]["nodeName"] == node}
+    # The kernel's account of each pod's processes before the runs (PID -> start ticks): the loops'
+    # brief children (sleep, sed, tail, wget...) come and go between two runs; a process alive
+    # before the first run and after the second, with the same start, was there for both.
+    ids = {name: _container_ids(running_examples[name]) for name in expected}
+    before_runs = {name: {pid: start for cid in ids[name] for pid, start in processes_in_cgroup(cid).items()}
+                   for name in expected}
     before = _exec_count(sandbox)
     docs = json.loads(sandbox.pidmap("node", node, "-o", "json").stdout)
     assert _exec_count(sandbox) == before, "pidmap node made exec calls"
@@ -162,26 +169,30 @@ def test_node_equals_show_pod_by_pod_without_exec(sandbox: Sandbox, running_exam
     )
     assert set(by_name) == {p["metadata"]["name"] for p in on_node["items"]}
     for name in expected:
-        # The host's own account of each chain; only a process that exited since is spared.
+        # The host's own account of each chain; only a process the kernel says is gone is spared.
         checked = 0
         for container in by_name[name]["containers"]:
             for proc in container["processes"]:
-                try:  # all three reads before any check: a brief sleep may exit between them
-                    raw = Path(f"/proc/{proc['host_pid']}/cmdline").read_bytes()
+                try:  # all reads before any check: a brief child may exit between them
                     chain = nspid(proc["host_pid"])
                     cgroup = Path(f"/proc/{proc['host_pid']}/cgroup").read_text()
-                except OSError:
-                    raw = b""
-                if raw.replace(b"\0", b" ").decode().strip() != proc["command"]:
-                    assert proc["command"].startswith("sleep"), proc  # only the loops' sleeps are brief
-                    continue
+                    started = start_ticks(proc["host_pid"])
+                except (FileNotFoundError, ProcessLookupError):
+                    continue  # exited since the run
+                if before_runs[name].get(proc["host_pid"]) not in (None, started):
+                    continue  # its PID was reused since (the kernel's start time differs)
                 assert chain[:3] == [proc["host_pid"], proc["node_pid"], proc["container_pid"]], proc
                 assert container["container_id"] in cgroup
                 checked += 1
         assert checked, name
         shown = json.loads(sandbox.pidmap("show", name, "-o", "json").stdout)
-        # Short-lived `sleep` children of the example loops differ between two runs: left out.
-        assert _rows(by_name[name]) == _rows(shown), name
+        after_runs = {pid: start for cid in ids[name] for pid, start in processes_in_cgroup(cid).items()}
+        lasting = {pid: start for pid, start in before_runs[name].items() if after_runs.get(pid) == start}
+        assert lasting, name  # every container's PID 1 at least
+        # Every lasting process is in both maps, with the same row; the brief ones are left out.
+        mapped = {p["host_pid"] for c in by_name[name]["containers"] for p in c["processes"]}
+        assert set(lasting) <= mapped, (name, sorted(set(lasting) - mapped))
+        assert _lasting_rows(by_name[name], lasting) == _lasting_rows(shown, lasting), name
         assert by_name[name]["node"] == shown["node"]
 
 
@@ -323,9 +334,9 @@ def test_pictures_of_the_sidecar_pod(sandbox: Sandbox, running_examples: Pods) -
     assert "<svg" in svg and "log&#45;tailer" in svg  # graphviz writes '-' as &#45;
     mermaid = sandbox.pidmap("show", "sidecar", "-o", "mermaid").stdout
     assert mermaid.startswith("flowchart TB")
-    # The parser must be there (scripts/setup.sh installs it): a missing one is a failure, not a pass.
+    # The parser must be there (scripts/test.sh installs it): a missing one is a failure, not a pass.
     assert (MERMAID / "node_modules" / "mermaid").is_dir(), \
-        "the mermaid parser is missing: scripts/setup.sh installs it into .cache/mermaid"
+        "the mermaid parser is missing: scripts/test.sh installs it into .cache/mermaid (npm)"
     assert shutil.which("node"), "node is missing: scripts/setup.sh installs it"
     check = subprocess.run(
         ["node", "--input-type=module", "-e", (ROOT / "tests" / "e2e" / "mermaid_check.mjs").read_text()],
