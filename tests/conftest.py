@@ -8,6 +8,7 @@ that two suites on one machine can use different names.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -164,6 +165,22 @@ def _sandbox_up(name: str, flavor: str, home: Path, extra: list[str]) -> Sandbox
     box.pidmap("sandbox", "up", "--name", name, "--flavor", flavor, "--kubeconfig", str(kubeconfig),
                *extra, timeout=300)
     return box
+
+
+@contextlib.contextmanager
+def private_kind_sandbox(tmp_path_factory: pytest.TempPathFactory, suffix: str) -> Iterator[Sandbox]:
+    """A module's own kind-flavoured sandbox (one control plane, one worker) for tests that stop,
+    pause or break nodes: named after PIDMAP_TEST_SANDBOX, so a second suite never shares it."""
+    name = os.environ.get("PIDMAP_TEST_SANDBOX", "pidmap-test") + suffix
+    home = tmp_path_factory.mktemp(f"sandbox{suffix}")
+    config = home / "kind-config.yaml"
+    config.write_text("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n"
+                      "nodes:\n- role: control-plane\n- role: worker\n")
+    box = _sandbox_up(name, "kind", home, ["--config", str(config)])
+    try:
+        yield box
+    finally:
+        box.pidmap("sandbox", "down", "--name", name, check=False, timeout=300)
 
 
 @pytest.fixture(scope="session")

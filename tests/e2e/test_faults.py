@@ -24,7 +24,7 @@ import pytest
 
 from pidmap.errors import ExitStatus
 from tests import kernel
-from tests.conftest import Sandbox, _sandbox_up
+from tests.conftest import Sandbox, private_kind_sandbox
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.root, pytest.mark.docker]
 
@@ -33,16 +33,8 @@ TIMEOUT = 2.0  # --request-timeout in these tests; pidmap's defaults are 10s (AP
 
 @pytest.fixture(scope="module")
 def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    name = os.environ.get("PIDMAP_TEST_SANDBOX", "pidmap-test") + "-faults"
-    home = tmp_path_factory.mktemp("faults-sandbox")
-    config = home / "kind-config.yaml"
-    config.write_text("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n"
-                      "nodes:\n- role: control-plane\n- role: worker\n")
-    box = _sandbox_up(name, "kind", home, ["--config", str(config)])
-    try:
+    with private_kind_sandbox(tmp_path_factory, "-faults") as box:
         yield box
-    finally:
-        box.pidmap("sandbox", "down", "--name", name, check=False, timeout=300)
 
 
 def _pod(box: Sandbox, name: str, script: str) -> dict[str, object]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Sandbox, _sandbox_up
+from tests.conftest import Sandbox, private_kind_sandbox
 from tests.kernel import container_init, nspid, pids_in_cgroup
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.docker, pytest.mark.root]
@@ -263,16 +263,8 @@ def _cgroup_dirs(fragment: str) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    name = os.environ.get("PIDMAP_TEST_SANDBOX", "pidmap-test") + "-lost"
-    home = tmp_path_factory.mktemp("private-sandbox")
-    config = home / "kind-config.yaml"
-    config.write_text("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n"
-                      "nodes:\n- role: control-plane\n- role: worker\n")
-    box = _sandbox_up(name, "kind", home, ["--config", str(config)])
-    try:
+    with private_kind_sandbox(tmp_path_factory, "-lost") as box:
         yield box
-    finally:
-        box.pidmap("sandbox", "down", "--name", name, check=False, timeout=300)
 
 
 def test_private_sandbox_is_named_and_labelled_like_kind(private: Sandbox) -> None:
