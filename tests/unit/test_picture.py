@@ -1,97 +1,29 @@
-"""Tree, DOT and Mermaid pictures of recorded real mappings.
-
-Fixtures in tests/unit/data/issue4/, recorded from the sandbox (``pidmap sandbox up --name pd-dev``,
-every examples/*.yaml applied) as root on the Docker host:
-  sidecar.show.json   pidmap show sidecar -o json
-  node-m02.json       pidmap node pd-dev-m02 -o json
-  whois-m02.json      the inputs of whois.identify, dumped by the snippet in test_whois.py
+"""Tree, DOT and Mermaid pictures of real mappings: ``pidmap show sidecar`` and ``pidmap node NODE``
+run over a node recorded raw from a sandbox (tests/fixtures/record_node.py; see
+tests/unit/recorded_node.py for the replay and tests/unit/test_recorded_node.py for the checks of
+those mappings against the recorded kernel ground truth).
 """
 
 from __future__ import annotations
 
 import html
-import json
 import re
 import subprocess
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from pidmap.model import Container, ContainerMap, Node, Pod, PodMap, Process
+from pidmap.model import ContainerMap, PodMap, Process
 from pidmap.picture import render_dot, render_mermaid, render_tree
-
-DATA = Path(__file__).resolve().parent / "data" / "issue4"
-
-
-def podmap_from_document(doc: dict[str, Any]) -> PodMap:
-    """Rebuild a PodMap from the JSON document ``render.to_document`` writes (the pinned keys)."""
-    maps = []
-    containers = []
-    for c in doc["containers"]:
-        container = Container(
-            name=c["name"],
-            type=c["type"],
-            image=c["image"],
-            container_id=c["container_id"],
-            runtime="containerd",
-            state=c["state"],
-            reason=c["reason"],
-            exit_code=c["exit_code"],
-            restart_count=c["restart_count"],
-        )
-        containers.append(container)
-        procs = tuple(
-            Process(
-                container_pid=p["container_pid"],
-                node_pid=p["node_pid"],
-                host_pid=p["host_pid"],
-                ppid=p["ppid"],
-                user=p["user"],
-                state=p["state"],
-                command=p["command"],
-                start_time=p["start_time"],
-                flags=tuple(p["flags"]),
-            )
-            for p in c["processes"]
-        )
-        maps.append(
-            ContainerMap(
-                container=container,
-                pid_namespace=c["pid_namespace"],
-                cgroup_id=c["cgroup_id"],
-                processes=procs,
-            )
-        )
-    pod = Pod(
-        namespace=doc["namespace"],
-        name=doc["pod"],
-        uid="",
-        phase=doc["phase"],
-        node_name=doc["node"]["name"],
-        share_process_namespace=False,
-        containers=tuple(containers),
-    )
-    node_doc = doc["node"]
-    node = (
-        Node(
-            name=node_doc["name"],
-            provider=node_doc["provider"],
-            container_id=node_doc["container_id"],
-            host_pid=node_doc["host_pid"],
-        )
-        if node_doc["container_id"]
-        else None
-    )
-    return PodMap(pod=pod, node=node, containers=tuple(maps), via=doc["via"])
+from tests.unit import recorded_node
+from tests.unit.recorded_node import NODE
 
 
 def sidecar() -> PodMap:
-    return podmap_from_document(json.loads((DATA / "sidecar.show.json").read_text()))
+    return recorded_node.show("sidecar")
 
 
 def node_maps() -> list[PodMap]:
-    return [podmap_from_document(d) for d in json.loads((DATA / "node-m02.json").read_text())]
+    return list(recorded_node.node_maps())
 
 
 def _all_processes(maps: list[PodMap]) -> list[Process]:
@@ -115,7 +47,7 @@ def test_tree_nests_host_node_pod_container_process() -> None:
 def test_tree_of_a_whole_node_lists_each_pod_once_under_one_node() -> None:
     maps = node_maps()
     text = render_tree(maps)
-    assert text.count("node pd-dev-m02") == 1
+    assert text.count(f"node {NODE}") == 1
     for pmap in maps:
         assert text.count(f"pod {pmap.pod.namespace}/{pmap.pod.name} (") == 1
     assert len([line for line in text.splitlines() if "PID " in line and " · host " in line]) == len(

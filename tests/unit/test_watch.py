@@ -1,4 +1,4 @@
-"""watch's diffing on recorded real mappings (tests/unit/data/issue4/, see test_picture.py)."""
+"""watch's diffing on real mappings replayed from a raw recording (tests/unit/recorded_node.py)."""
 
 from __future__ import annotations
 

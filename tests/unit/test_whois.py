@@ -1,83 +1,52 @@
-"""whois.identify on inputs recorded from the sandbox (tests/unit/data/issue4/whois-m02.json).
-
-Recorded as root on the Docker host with every examples/*.yaml applied to ``pidmap sandbox up --name
-pd-dev``: for node pd-dev-m02, the node infos of the node containers over ``scan_local()`` (now
-``pidmap.collect._node_infos``), the pods of ``kube.list_pods(node_name=...)``, and the subject
-(now ``hostprocs.read_subject``) of every host process whose cgroup
-carries a container ID of those pods, of every ``pause`` process, of the node's init, and of the
-recording Python itself.
+"""whois.identify on inputs read by pidmap's own readers from a node recorded raw from a sandbox
+(tests/fixtures/record_node.py, replayed by tests/unit/recorded_node.py): the node infos of the
+recorded node containers over the recorded /proc (``collect._node_infos``), the pods of the recorded
+pod list (``kube.pod_from_api``), the node's process table (``collect._node_table``) and the subject
+(``hostprocs.read_subject``) of every recorded host process. Expected owners come from the API's
+containerIDs and the cgroup text (plain substring searches), expected PIDs from the NSpid lines.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from pathlib import Path
-from typing import Any
+import functools
 
-from pidmap.model import Container, Node, Pod, ProcessTable, RawProcess, Subject
-from pidmap.whois import Answer, NodeInfo, chain_text, identify, node_of, to_document
-
-DOC: dict[str, Any] = json.loads(
-    (Path(__file__).resolve().parent / "data" / "issue4" / "whois-m02.json").read_text()
-)
+from pidmap import collect
+from pidmap.model import Pod, ProcessTable, RawProcess, Subject
+from pidmap.sources import hostprocs, kube, nodes
+from pidmap.whois import Answer, NodeInfo, chain_text, identify, node_of
+from pidmap.whois import to_document as whois_document
+from tests.unit import recorded_node
+from tests.unit.recorded_node import DOC, NODE
 
 
-def _raw(d: dict[str, Any]) -> RawProcess:
-    known = set(RawProcess.__dataclass_fields__)
-    fields: dict[str, Any] = {k: (tuple(v) if k == "nspid" else v) for k, v in d.items() if k in known}
-    return RawProcess(**fields)
+@functools.cache
+def _inputs() -> tuple[list[Subject], list[NodeInfo], ProcessTable]:
+    with recorded_node.replay() as root:
+        infos = collect._node_infos(nodes.list_nodes(recorded_node._Docker()), root)
+        subjects = [s for pid in DOC["host_proc"]
+                    if (s := hostprocs.read_subject(int(pid), root)) is not None]
+        table = collect._node_table(next(i for i in infos if i.node.name == NODE), root)
+    return subjects, infos, table
 
 
 def _subjects() -> list[Subject]:
-    return [
-        Subject(
-            process=_raw(s["process"]),
-            cgroup_text=s["cgroup_text"],
-            ns_ancestry=tuple(s["ns_ancestry"]) if s["ns_ancestry"] else None,
-        )
-        for s in DOC["subjects"]
-    ]
+    return _inputs()[0]
 
 
 def _nodes() -> list[NodeInfo]:
-    return [NodeInfo(node=Node(**n["node"]), level=n["level"], pid_ns=n["pid_ns"]) for n in DOC["nodes"]]
-
-
-CONTAINER_FIELDS = {f.name for f in dataclasses.fields(Container)}
+    return _inputs()[1]
 
 
 def _pods() -> list[Pod]:
-    pods = []
-    for p in DOC["pods"]:
-        # The recording predates dropping two unread fields (started_at, message): keep the known ones.
-        containers = tuple(Container(**{k: v for k, v in c.items() if k in CONTAINER_FIELDS})
-                           for c in p["containers"])
-        pods.append(Pod(**{**p, "containers": containers}))
-    return pods
+    return [kube.pod_from_api(p) for p in recorded_node.api_pods()]
 
 
 def _table() -> ProcessTable:
-    return ProcessTable(
-        processes=tuple(
-            RawProcess(
-                pid=pid,
-                nspid=(pid,),
-                ppid=0,
-                uid=0,
-                state="S",
-                name="x",
-                cmdline="x",
-                pid_ns=ns,
-                cgroup_id=cid,
-            )
-            for pid, ns, cid in DOC["table_pid_ns"]
-        )
-    )
+    return _inputs()[2]
 
 
 def _m02() -> NodeInfo:
-    return next(i for i in _nodes() if i.node.name == "pd-dev-m02")
+    return next(i for i in _nodes() if i.node.name == NODE)
 
 
 def _expected_owner(subject: Subject) -> tuple[str, str] | None:
@@ -101,12 +70,13 @@ def test_every_recorded_container_process_names_its_pod_and_container() -> None:
             answer.pod.name if answer.pod else None,
             answer.container.name if answer.container else None,
         ) == owner
-        assert answer.node is not None and answer.node.name == "pd-dev-m02"
+        assert answer.node is not None and answer.node.name == NODE
         level = _m02().level
-        assert len(subject.process.nspid) == level + 2  # host, node, container: nothing nested here
-        assert answer.container_pid == subject.process.nspid[level + 1]
-        assert answer.node_pid == subject.process.nspid[level]
-        assert chain_text(answer).startswith(f"host {subject.process.pid} → node pd-dev-m02 ")
+        chain = DOC["truth"]["nspid"][str(subject.process.pid)]  # the kernel's NSpid line, as recorded
+        assert len(chain) == level + 2  # host, node, container: nothing nested here
+        assert answer.container_pid == chain[level + 1]
+        assert answer.node_pid == chain[level]
+        assert chain_text(answer).startswith(f"host {subject.process.pid} → node {NODE} ")
         checked += 1
     assert checked >= 5
 
@@ -139,10 +109,10 @@ def test_node_init_and_host_process_get_plain_answers() -> None:
     init = next(s for s in subjects if s.process.pid == _m02().node.host_pid)
     answer = identify(init, _nodes(), _pods(), _table())
     assert answer.kind == "node" and answer.node_pid == 1 and "init process" in answer.summary
-    recorder = subjects[-1]
+    recorder = next(s for s in subjects if s.process.pid == DOC["truth"]["recorder_pid"])
     answer = identify(recorder, _nodes(), _pods(), _table())
     assert answer.kind == "host" and answer.node is None and answer.pod is None
-    assert to_document(answer)["pod"] is None
+    assert whois_document(answer)["pod"] is None
 
 
 def test_node_found_by_cgroup_when_namespace_ancestry_is_unreadable() -> None:
@@ -153,7 +123,7 @@ def test_node_found_by_cgroup_when_namespace_ancestry_is_unreadable() -> None:
             continue
         blind = Subject(subject.process, subject.cgroup_text, None)
         info = node_of(blind, blind_nodes)
-        assert info is not None and info.node.name == "pd-dev-m02"
+        assert info is not None and info.node.name == NODE
 
 
 def test_pid_namespace_fallback_when_the_cgroup_leaf_matches_no_container() -> None:
@@ -170,5 +140,5 @@ def test_pid_namespace_fallback_when_the_cgroup_leaf_matches_no_container() -> N
 
 
 def _shares_namespace(subject: Subject) -> bool:
-    ids = {cid for _pid, ns, cid in DOC["table_pid_ns"] if ns == subject.process.pid_ns and cid}
+    ids = {p.cgroup_id for p in _table().processes if p.pid_ns == subject.process.pid_ns and p.cgroup_id}
     return len(ids) > 1

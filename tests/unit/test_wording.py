@@ -1,7 +1,7 @@
 """Terminal safety: text from containers reaches no terminal raw, in any human output; JSON/YAML keep it.
 
-The hostile command line is the recorded sidecar pod's (tests/unit/data/issue4/sidecar.show.json,
-see test_picture.py) with its commands replaced: what a container can put in its argv.
+The hostile command line is the recorded sidecar pod's (``pidmap show sidecar`` replayed from a raw
+recording, tests/unit/recorded_node.py) with its commands replaced: what a container can put in its argv.
 """
 
 from __future__ import annotations
