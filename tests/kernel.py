@@ -7,9 +7,15 @@ skipped, as they are gone by the time anything could be compared with them.
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 
 PROC = Path("/proc")
+CGROUP_MOUNT = Path("/sys/fs/cgroup")
+# On cgroup v1 the hierarchy whose line tells membership: runc and Docker place every process in
+# each v1 hierarchy, and ``pids`` is mounted wherever containers run (the sandbox uses it too).
+V1_CONTROLLER = "pids"
 
 
 def nspid(pid: int) -> list[int]:
@@ -32,9 +38,57 @@ def cgroups() -> dict[int, str]:
     return found
 
 
-def pids_in_cgroup(fragment: str) -> list[int]:
-    """Host PIDs whose cgroup path carries ``fragment`` (a container ID, a pod UID, a node ID)."""
-    return sorted(pid for pid, text in cgroups().items() if fragment in text)
+@functools.cache
+def cgroup_version(mounts: str = "/proc/self/mounts") -> int:
+    """2 when ``/sys/fs/cgroup`` is the unified hierarchy (``cgroup2``, what most machines run), 1 when
+    it holds v1 hierarchies (a tmpfs of ``cgroup`` mounts, with or without a hybrid ``unified``)."""
+    kind = None
+    for line in Path(mounts).read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[1] == str(CGROUP_MOUNT):
+            kind = fields[2]  # the last mount on the path is the one seen
+    return 2 if kind == "cgroup2" else 1
+
+
+def cgroup_path(text: str, version: int | None = None) -> str | None:
+    """The cgroup path in the text of a /proc/PID/cgroup: the ``0::`` line on cgroup v2, the line of
+    the ``V1_CONTROLLER`` hierarchy on v1 (a hybrid machine's ``0::`` line is not the one that
+    counts there). None when the text has no such line."""
+    version = cgroup_version() if version is None else version
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hierarchy, controllers, path = parts
+        if version == 2 and hierarchy == "0" and controllers == "":
+            return path
+        if version == 1 and V1_CONTROLLER in controllers.split(","):
+            return path
+    return None
+
+
+def cgroup_dir(path: str, version: int | None = None, mount: Path = CGROUP_MOUNT) -> Path:
+    """The directory of a cgroup path (as ``cgroup_path`` gives it) in the mounted hierarchy."""
+    version = cgroup_version() if version is None else version
+    return (mount if version == 2 else mount / V1_CONTROLLER) / path.lstrip("/")
+
+
+def cgroup_dirs(fragment: str, version: int | None = None, mount: Path = CGROUP_MOUNT) -> list[Path]:
+    """Cgroup directories (of the hierarchy ``cgroup_path`` reads) whose name carries ``fragment``
+    or, for a pod UID, its systemd form (dashes as underscores)."""
+    names = {fragment, fragment.replace("-", "_")}
+    top = cgroup_dir("/", version, mount)
+    found = []
+    for base, dirs, _ in os.walk(top):
+        found += [Path(base) / d for d in dirs if any(n in d for n in names)]
+    return sorted(found)
+
+
+def pids_in_cgroup(fragment: str, version: int | None = None) -> list[int]:
+    """Host PIDs whose cgroup path (``cgroup_path``: v2's ``0::`` line or v1's ``pids`` line)
+    carries ``fragment`` (a container ID, a pod UID, a node ID)."""
+    return sorted(pid for pid, text in cgroups().items()
+                  if fragment in (cgroup_path(text, version) or ""))
 
 
 def start_ticks(pid: int) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Sandbox, private_kind_sandbox
-from tests.kernel import container_init, nspid, pids_in_cgroup
+from tests.kernel import cgroup_dirs, container_init, nspid, pids_in_cgroup
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.docker, pytest.mark.root]
 
@@ -248,15 +248,8 @@ def test_delete_pod_removes_processes_and_cgroups(sandbox: Sandbox) -> None:
 
 
 def _cgroup_dirs(fragment: str) -> list[Path]:
-    found: list[Path] = []
-    for mount in Path("/sys/fs/cgroup").iterdir():
-        docker_root = mount / "docker"
-        if docker_root.is_dir():
-            found += [p for p in docker_root.glob("*/*/*/*") if fragment in p.name or
-                      fragment.replace("-", "_") in p.name]
-            found += [p for p in docker_root.glob("*/*/*/*/*") if fragment in p.name or
-                      fragment.replace("-", "_") in p.name]
-    return found
+    """The pod's cgroup directories in the hierarchy membership is read from (v2's one, v1's pids)."""
+    return cgroup_dirs(fragment)
 
 
 # ---- a private sandbox: node loss, then a teardown that must leave nothing behind ------------
@@ -420,7 +413,7 @@ def test_down_leaves_nothing_behind(private: Sandbox) -> None:
     api_cmdline = PROC / str(api_pid) / "cmdline"
     assert not api_cmdline.exists() or b"pidmap.sandbox.apiserver" not in api_cmdline.read_bytes()
     for node_id in node_ids:
-        assert not list(Path("/sys/fs/cgroup").glob(f"*/docker/{node_id}")), "no cgroup dir"
+        assert not cgroup_dirs(node_id), "no cgroup dir"
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0, "no listening port"
     contexts = private.kubectl("config", "get-contexts", "-o", "name").stdout.split()
