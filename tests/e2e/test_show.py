@@ -12,7 +12,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ import pytest
 
 from pidmap.errors import ExitStatus
 from tests.conftest import RUNNING_EXAMPLES, Pods, Sandbox
-from tests.kernel import nspid
+from tests.kernel import cgroups, nspid
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.root, pytest.mark.docker]
 
@@ -55,6 +58,43 @@ def _alive(host_pid: int, command: str) -> bool:
     return raw.replace(b"\0", b" ").decode().strip() == command
 
 
+# (host PID, node PID, container PID, command, cgroup text) of one process, as the kernel showed it.
+Seen = tuple[int, int, int, str, str]
+
+
+@contextmanager
+def kernel_sampler(fragment: str, every: float = 0.05) -> Iterator[set[Seen]]:
+    """Every process whose cgroup carries ``fragment`` (the pod's UID), read from /proc every
+    ``every`` s while the block runs: NSpid, command line, cgroup. The evidence for rows whose
+    process is gone by the time the test reads /proc (a sidecar's one-second ``sleep 1`` is seen
+    some twenty times). Nothing pidmap printed goes in."""
+    seen: set[Seen] = set()
+    stop = threading.Event()
+
+    def sample() -> None:
+        while True:
+            for pid, text in cgroups().items():
+                if fragment not in text and fragment.replace("-", "_") not in text:
+                    continue
+                try:
+                    chain = nspid(pid)
+                    command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                except (OSError, AssertionError):
+                    continue  # exited between the two reads
+                if len(chain) == 3:
+                    seen.add((chain[0], chain[1], chain[2], command, text))
+            if stop.wait(every):
+                return
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+
+
 @pytest.mark.parametrize("example", RUNNING_EXAMPLES)
 def test_every_pid_matches_ground_truth(sandbox: Sandbox, running_examples: Pods,
                                         example: str) -> None:
@@ -66,10 +106,12 @@ def test_every_pid_matches_ground_truth(sandbox: Sandbox, running_examples: Pods
                 for s in pod["status"].get(key, [])}
     running_names = [n for n, s in statuses.items() if "running" in s["state"]]
     # ps before and after pidmap: what both show is long-lived and must be in pidmap's answer;
-    # short-lived processes (the sidecars' `sleep 1`) may come and go in between.
-    before = {c: _container_ps(sandbox, name, c) for c in running_names}
-    doc = _show(sandbox, name)
-    after = {c: _container_ps(sandbox, name, c) for c in running_names}
+    # short-lived processes (the sidecars' `sleep 1`) may come and go in between: the kernel
+    # sampler saw each of them while it lived.
+    with kernel_sampler(pod["metadata"]["uid"]) as seen:
+        before = {c: _container_ps(sandbox, name, c) for c in running_names}
+        doc = _show(sandbox, name)
+        after = {c: _container_ps(sandbox, name, c) for c in running_names}
     node_ps = _ps_table(subprocess.run(["docker", "exec", node_name, "ps", "-o", "pid,ppid,args"],
                                        capture_output=True, text=True, check=True).stdout)
     assert doc["phase"] == "Running" and doc["pod"] == name and doc["namespace"] == "default"
@@ -94,15 +136,25 @@ def test_every_pid_matches_ground_truth(sandbox: Sandbox, running_examples: Pods
         for proc in container["processes"]:
             cpid, node_pid, host_pid = proc["container_pid"], proc["node_pid"], proc["host_pid"]
             mapped.add(cpid)
+            # Evidence for every row: the kernel showed this process, in this container's cgroup,
+            # with these three PIDs and this command, while pidmap ran. A row seen by the probe
+            # only (gone before the host scan: no host PID) needs the kernel's process with that
+            # container PID and command. An invented row has neither.
+            if host_pid is None:
+                assert "gone" in proc["flags"], proc
+                evidence = {s for s in seen if s[2] == cpid and s[3] == proc["command"]}
+            else:
+                evidence = {s for s in seen if s[:4] == (host_pid, node_pid, cpid, proc["command"])}
+            assert any(container["container_id"] in s[4] for s in evidence), (container["name"], proc)
             try:  # every read before any check: a brief sleep may exit between two reads
                 alive = _alive(host_pid, proc["command"])
                 chain, cgroup = nspid(host_pid), Path(f"/proc/{host_pid}/cgroup").read_text()
             except OSError:
                 alive = False
             if not alive or (cpid in stable and node_pid not in node_ps):
-                # It may have exited since (the adapter's `sleep 2` can outlive both ps runs and
-                # still end before these reads); if the container still runs it, pidmap's host
-                # or node PID is wrong.
+                # Gone since (the adapter's `sleep 2` can outlive both ps runs and still end
+                # before these reads): the sampler's evidence above is what shows it was real; if
+                # the container still runs it, pidmap's host or node PID is wrong.
                 now = _container_ps(sandbox, name, container["name"])
                 assert now.get(cpid, (0, ""))[1] != proc["command"], (container["name"], proc, now)
                 continue

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import secrets
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,6 +16,7 @@ import pytest
 
 from pidmap.errors import ExitStatus
 from tests.conftest import Sandbox, _sandbox_up
+from tests.kernel import container_init, nspid
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.root, pytest.mark.docker]
 
@@ -46,10 +50,40 @@ def test_container_not_found(sandbox: Sandbox, kubia: str) -> None:
                   'container "nope" not found in pod "kubia-manual"')
 
 
-def test_shell_metacharacters_never_reach_the_cluster(sandbox: Sandbox) -> None:
-    _assert_error(sandbox.pidmap("show", "kubia-manual;touch /tmp/pc-pwned", check=False), ExitStatus.USAGE,
-                  "invalid pod name 'kubia-manual;touch /tmp/pc-pwned': not a DNS-1123 subdomain")
-    assert not Path("/tmp/pc-pwned").exists()
+def _where_exists(box: Sandbox, path: str, pod: str) -> list[str]:
+    """Every place an injected command could have run, where ``path`` exists: this host (pidmap's
+    own machine), each node container's filesystem (docker exec) and the pod (kubectl exec)."""
+    places = ["host"] if Path(path).exists() else []
+    nodes = box.kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
+    assert nodes
+    for node in nodes:
+        if subprocess.run(["docker", "exec", node, "test", "-e", path], capture_output=True).returncode == 0:
+            places.append(f"node {node}")
+    if box.kubectl("exec", pod, "--", "test", "-e", path, check=False).returncode == 0:
+        places.append(f"pod {pod}")
+    return places
+
+
+def test_shell_metacharacters_never_reach_the_cluster(sandbox: Sandbox, kubia: str) -> None:
+    sandbox.wait_phase(kubia, {"Running"})
+    marker = f"/tmp/pc-pwned-{secrets.token_hex(4)}"
+    assert _where_exists(sandbox, marker, kubia) == []
+    _assert_error(sandbox.pidmap("show", f"kubia-manual;touch {marker}", check=False), ExitStatus.USAGE,
+                  f"invalid pod name 'kubia-manual;touch {marker}': not a DNS-1123 subdomain")
+    _assert_error(sandbox.pidmap("show", kubia, "-c", f"$(touch {marker})", check=False), ExitStatus.USAGE,
+                  "invalid container name")
+    assert _where_exists(sandbox, marker, kubia) == []
+    # Positive control: the same check sees the file in each place once a command does make it.
+    node = sandbox.pod(kubia)["spec"]["nodeName"]
+    Path(marker).touch()
+    subprocess.run(["docker", "exec", node, "touch", marker], check=True)
+    sandbox.kubectl("exec", kubia, "--", "touch", marker)
+    try:
+        assert _where_exists(sandbox, marker, kubia) == ["host", f"node {node}", f"pod {kubia}"]
+    finally:
+        Path(marker).unlink()
+        subprocess.run(["docker", "exec", node, "rm", "-f", marker], check=True)
+        sandbox.kubectl("exec", kubia, "--", "rm", "-f", marker)
 
 
 def test_wrong_token(sandbox: Sandbox, kubia: str, tmp_path: Path) -> None:
@@ -71,47 +105,81 @@ def test_docker_engine_down_with_via_docker(sandbox: Sandbox, kubia: str, tmp_pa
                   f"no Docker engine answers at {dead}")
 
 
-CRASHLOOP = """apiVersion: v1
+CHURN = """apiVersion: v1
 kind: Pod
-metadata: {name: pc-crashloop}
+metadata: {name: pc-churn}
 spec:
   containers:
-  - name: flappy
-    image: busybox:1.36
-    command: ["sh", "-c", "sleep 0.5; exit 1"]
   - name: churn
     image: busybox:1.36
     command: ["sh", "-c", "while true; do sleep 0.05; done"]
 """
 
 
-def test_process_exits_and_container_restarts_while_collecting(sandbox: Sandbox) -> None:
-    """Processes that exit between the probe and the host scan, and a container that restarts, are
-    reported (flags / notes) or simply absent — never a traceback, never a PID at the wrong level."""
-    sandbox.kubectl("apply", "-f", "-", input=CRASHLOOP)
-    sandbox.wait_phase("pc-crashloop", {"Running"})
-    seen_gone = False
+def test_processes_exiting_while_collecting_are_gone_rows_never_wrong_levels(sandbox: Sandbox) -> None:
+    """A `sleep 0.05` every 50 ms: processes exit between the probe and the host scan. They are
+    flagged `gone` with no node or host PID; every other row has all three levels. Ten runs, each
+    checked; the probe and the scan are always more than 50 ms apart, so every run has such rows."""
+    sandbox.kubectl("apply", "-f", "-", input=CHURN)
+    sandbox.wait_phase("pc-churn", {"Running"})
     try:
-        deadline = time.monotonic() + 40
-        runs = 0
-        while time.monotonic() < deadline and (runs < 10 or not seen_gone):
-            runs += 1
-            result = sandbox.pidmap("show", "pc-crashloop", "-o", "json", check=False)
-            assert "Traceback" not in result.stderr
-            assert result.returncode in (ExitStatus.OK, ExitStatus.NOT_RUNNING), result.stderr
-            doc = json.loads(result.stdout)
-            churn = next(c for c in doc["containers"] if c["name"] == "churn")
+        gone_runs = 0
+        for _ in range(10):
+            result = sandbox.pidmap("show", "pc-churn", "-o", "json", check=False)
+            assert result.returncode == ExitStatus.OK and "Traceback" not in result.stderr, result.stderr
+            (churn,) = json.loads(result.stdout)["containers"]
             for proc in churn["processes"]:
                 if "gone" in proc["flags"]:
-                    seen_gone = True
                     assert proc["host_pid"] is None and proc["node_pid"] is None
-                elif proc["host_pid"] is not None:
-                    assert proc["container_pid"] is not None and proc["node_pid"] is not None
-            assert all(isinstance(n, str) for n in doc["notes"])
-        # `sleep 0.05` every 50 ms: across runs some probe sees one the host scan no longer has.
-        assert seen_gone
+                else:
+                    assert proc["host_pid"] is not None and proc["node_pid"] is not None, proc
+            gone_runs += any("gone" in p["flags"] for p in churn["processes"])
+        assert gone_runs >= 1
     finally:
-        sandbox.kubectl("delete", "pod", "pc-crashloop", "--wait=false", check=False)
+        sandbox.kubectl("delete", "pod", "pc-churn", "--wait=true", check=False)
+
+
+RESTARTS = """apiVersion: v1
+kind: Pod
+metadata: {name: pc-restarts}
+spec:
+  containers:
+  - name: app
+    image: busybox:1.36
+    command: ["sleep", "3600"]
+"""
+
+
+def test_a_restarted_container_is_mapped_to_its_new_pid1(sandbox: Sandbox) -> None:
+    """The container's PID 1 is killed from the host; once kubectl reports the restart (restartCount
+    up, a new container ID, running), pidmap shows that restart count and container ID and maps
+    PID 1 to the new process: the kernel's NSpid of the one PID 1 in the new container's cgroup."""
+    sandbox.kubectl("apply", "-f", "-", input=RESTARTS)
+    try:
+        pod = sandbox.wait_phase("pc-restarts", {"Running"})
+        (status,) = pod["status"]["containerStatuses"]
+        old_id = status["containerID"].split("://", 1)[1]
+        assert status["restartCount"] == 0
+        old_init = container_init(old_id)
+        os.kill(old_init, signal.SIGKILL)
+        deadline = time.monotonic() + 60  # the sandbox's first back-off is 10 s
+        while True:
+            (status,) = sandbox.pod("pc-restarts")["status"]["containerStatuses"]
+            if status["restartCount"] == 1 and "running" in status["state"]:
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.5)
+        new_id = status["containerID"].split("://", 1)[1]
+        assert new_id != old_id
+        new_init = container_init(new_id)
+        doc = json.loads(sandbox.pidmap("show", "pc-restarts", "-o", "json").stdout)
+        (container,) = doc["containers"]
+        assert (container["restart_count"], container["container_id"]) == (1, new_id)
+        (pid1,) = [p for p in container["processes"] if p["container_pid"] == 1]
+        assert [pid1["host_pid"], pid1["node_pid"], 1] == nspid(new_init)
+        assert pid1["host_pid"] != old_init and pid1["command"] == "sleep 3600"
+    finally:
+        sandbox.kubectl("delete", "pod", "pc-restarts", "--wait=true", check=False)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,17 @@ def _exec_count(box: Sandbox) -> int:
     return len(re.findall(r" GET /api/v1/namespaces/[^ ]+/pods/[^ /]+/exec\?", log))
 
 
+def _assert_exec_counted(box: Sandbox, pod: dict[str, Any]) -> None:
+    """Positive control of the "no exec" checks: the same log count sees the execs `pidmap show`
+    does make, one per running container of ``pod`` (what kubectl says runs)."""
+    statuses = box.pod(pod["metadata"]["name"])["status"]["containerStatuses"]
+    running = sum("running" in s["state"] for s in statuses)
+    assert running
+    before = _exec_count(box)
+    box.pidmap("show", pod["metadata"]["name"], "-o", "json")
+    assert _exec_count(box) - before == running, "the API server's log did not count show's execs"
+
+
 def _lasting_rows(doc: dict[str, Any], lasting: dict[int, int]) -> dict[str, set[tuple[Any, ...]]]:
     """Each container's rows of the processes that lived through both runs (per the kernel)."""
     return {
@@ -162,6 +174,7 @@ def test_node_equals_show_pod_by_pod_without_exec(sandbox: Sandbox, running_exam
     before = _exec_count(sandbox)
     docs = json.loads(sandbox.pidmap("node", node, "-o", "json").stdout)
     assert _exec_count(sandbox) == before, "pidmap node made exec calls"
+    _assert_exec_counted(sandbox, running_examples["sidecar"])
     by_name = {d["pod"]: d for d in docs}
     assert expected <= set(by_name)
     on_node = json.loads(
@@ -203,6 +216,7 @@ def test_show_all_namespaces_maps_every_pod_without_exec(
     before = _exec_count(sandbox)
     docs = json.loads(sandbox.pidmap("show", "--all", "-A", "-o", "json").stdout)
     assert _exec_count(sandbox) == before
+    _assert_exec_counted(sandbox, running_examples["kubia-manual"])
     listed = json.loads(sandbox.kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]
     assert sorted(d["pod"] for d in docs) == sorted(p["metadata"]["name"] for p in listed)
     for doc in docs:
@@ -236,9 +250,24 @@ def _watch(box: Sandbox, pod: str, count: int, interval: float = 1.0) -> subproc
     )
 
 
-def _first_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
+def _readline(proc: subprocess.Popen[str], timeout: float = 60.0) -> str:
+    """One line of the child's stdout, or a failure (the child killed) after ``timeout`` s: a watch
+    that never prints must fail this test, not hang the suite."""
     assert proc.stdout is not None
-    line = proc.stdout.readline()
+    stdout = proc.stdout
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if reader.is_alive():
+        proc.kill()
+        reader.join(10)
+        raise AssertionError(f"no line from {proc.args!r} within {timeout:g}s")
+    return lines[0]
+
+
+def _first_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    line = _readline(proc)
     assert line, proc.stderr.read() if proc.stderr else ""
     doc: dict[str, Any] = json.loads(line)
     return doc
@@ -309,8 +338,7 @@ def test_watch_table_to_a_pipe_then_ctrl_c_exits_zero(
         # an ignored SIGINT ignored: give the child the default a terminal's Ctrl-C meets.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().startswith("Every 0.5s: pidmap watch default/kubia-manual")
+    assert _readline(proc).startswith("Every 0.5s: pidmap watch default/kubia-manual")
     time.sleep(1.5)
     proc.send_signal(2)
     _out, err = proc.communicate(timeout=30)
