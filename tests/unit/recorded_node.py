@@ -13,8 +13,10 @@ JSON, read with plain dict look-ups and substring searches here: never from pidm
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -151,6 +153,7 @@ class _Cluster(kube.Cluster):
 def procfs_root() -> str:
     """The recorded /proc files as a procfs tree (kept for the test session, like a real /proc)."""
     root = Path(tempfile.mkdtemp(prefix="pidmap-recorded-node-"))
+    atexit.register(shutil.rmtree, root, True)
     for pid, files in DOC["host_proc"].items():
         base = root / pid
         (base / "ns").mkdir(parents=True)
