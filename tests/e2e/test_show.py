@@ -109,6 +109,7 @@ def test_every_pid_matches_ground_truth(sandbox: Sandbox, running_examples: Pods
     # short-lived processes (the sidecars' `sleep 1`) may come and go in between: the kernel
     # sampler saw each of them while it lived.
     with kernel_sampler(pod["metadata"]["uid"]) as seen:
+        time.sleep(2.5)  # a whole loop of the adapter (2 s): the kernel shows each command it runs
         before = {c: _container_ps(sandbox, name, c) for c in running_names}
         doc = _show(sandbox, name)
         after = {c: _container_ps(sandbox, name, c) for c in running_names}
@@ -145,7 +146,18 @@ def test_every_pid_matches_ground_truth(sandbox: Sandbox, running_examples: Pods
                 evidence = {s for s in seen if s[2] == cpid and s[3] == proc["command"]}
             else:
                 evidence = {s for s in seen if s[:4] == (host_pid, node_pid, cpid, proc["command"])}
-            assert any(container["container_id"] in s[4] for s in evidence), (container["name"], proc)
+            if not any(container["container_id"] in s[4] for s in evidence):
+                # A child of a few milliseconds (the adapter's date, sed, mv) can fall between two
+                # samples. It is accepted only when it is gone now, the kernel did show this
+                # container running that command, and no sampled process contradicts its PIDs.
+                assert host_pid is None or not Path(f"/proc/{host_pid}").exists(), (container["name"], proc)
+                assert any(s[3] == proc["command"] and container["container_id"] in s[4] for s in seen), \
+                    (container["name"], proc)
+                if host_pid is not None:  # (its pre-exec fork may have been sampled: same PIDs)
+                    cid = container["container_id"]
+                    clash = [s for s in seen if (s[0] == host_pid or (s[2] == cpid and cid in s[4]))
+                             and s[:3] != (host_pid, node_pid, cpid)]
+                    assert not clash, (container["name"], proc, clash)
             try:  # every read before any check: a brief sleep may exit between two reads
                 alive = _alive(host_pid, proc["command"])
                 chain, cgroup = nspid(host_pid), Path(f"/proc/{host_pid}/cgroup").read_text()
