@@ -89,6 +89,15 @@ def _expected_owner(subject: Subject) -> tuple[str, str] | None:
     return None
 
 
+def _node_level_by_kernel(name: str) -> int:
+    """The depth of the node's PID namespace per the recorded /proc of its init (host PID from
+    docker inspect at recording time): its NSpid is (host PID, 1), so the node is level 1."""
+    (info,) = [i for i in _nodes() if i.node.name == name]
+    (init,) = [s for s in _subjects() if s.process.pid == info.node.host_pid]
+    assert init.process.nspid[-1] == 1 and init.process.nspid[0] == info.node.host_pid
+    return len(init.process.nspid) - 1
+
+
 def test_every_recorded_container_process_names_its_pod_and_container() -> None:
     checked = 0
     for subject in _subjects():
@@ -102,7 +111,9 @@ def test_every_recorded_container_process_names_its_pod_and_container() -> None:
             answer.container.name if answer.container else None,
         ) == owner
         assert answer.node is not None and answer.node.name == "pd-dev-m02"
-        level = _m02().level
+        # The node's level from the kernel's record, not from pidmap's scanner: the NSpid of the
+        # node container's init (recorded from /proc) ends in 1 at the node's level.
+        level = _node_level_by_kernel("pd-dev-m02")
         assert len(subject.process.nspid) == level + 2  # host, node, container: nothing nested here
         assert answer.container_pid == subject.process.nspid[level + 1]
         assert answer.node_pid == subject.process.nspid[level]
