@@ -45,6 +45,13 @@ def correlate(pod: Pod, node: Node | None, probes: Mapping[str, ProbeResult], ho
     probe_pids: frozenset[int] = frozenset()
     if pod.share_process_namespace:
         probe_pids = frozenset().union(*(p.table.own_pids for p in probes.values() if p.table))
+        # Each probe runs brief children (tr, cat) that another probe may list before its own
+        # listing does: whatever descends from a probe's shell is the probes', never the pod's.
+        listed = [proc for p in probes.values() if p.table for proc in p.table.processes]
+        grown = True
+        while grown:
+            more = {proc.pid for proc in listed if proc.ppid in probe_pids} - probe_pids
+            probe_pids, grown = probe_pids | more, bool(more)
     # Every process of the pod's one namespace (pause and every container's), found once, from
     # the pod's cgroup: the probes' claims name no process (see _check_report).
     shared_ns: int | None = None

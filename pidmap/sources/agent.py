@@ -126,6 +126,9 @@ class _Agent:
     node_name: str
     started: float  # time.monotonic() of the create
     deleted: bool = False
+    # Whether this agent's pod asked for SYS_PTRACE: its own, not the session's flag, which another
+    # node's refusal may clear while this agent is still starting (two nodes started in parallel).
+    ptrace: bool = True
 
 
 @dataclass
@@ -147,7 +150,7 @@ class AgentSession:
         """The node's processes as its own PID namespace shows them (node PIDs)."""
         agent = self.start(node_name)
         result = self._exec_scan(agent)
-        if result.table is None and self.ptrace and self._refused_capabilities(agent):
+        if result.table is None and agent.ptrace and self._refused_capabilities(agent):
             # runc can fail the container just after the pod was seen Running: same remedy as in start.
             self._delete(agent)
             self._without_ptrace()
@@ -262,7 +265,8 @@ class AgentSession:
         return agent
 
     def _create(self, agent: _Agent) -> None:
-        body = manifest(agent.name, agent.node_name, self.settings, ptrace=self.ptrace)
+        agent.ptrace = self.ptrace
+        body = manifest(agent.name, agent.node_name, self.settings, ptrace=agent.ptrace)
         try:
             self.cluster.request("POST", _pods_path(self.settings.namespace), body=body,
                                  what=f"pods in namespace {self.settings.namespace}")
@@ -288,7 +292,7 @@ class AgentSession:
                 return
             for state in states:
                 ended = state.get("terminated") or {}
-                if self.ptrace and _CAPS_REFUSED in str(ended.get("message")):
+                if agent.ptrace and _CAPS_REFUSED in str(ended.get("message")):
                     raise _CapabilitiesRefused(ended.get("message"))
                 reason = (state.get("waiting") or {}).get("reason")
                 if reason in IMAGE_REASONS:

@@ -293,10 +293,17 @@ def exec_output(client: Any, container_id: str, argv: list[str], *, timeout: flo
     exec_id = api.exec_create(container_id, argv, stdout=True, stderr=True)["Id"]
     stream = api.exec_start(exec_id, socket=True)
     sock = getattr(stream, "_sock", stream)
+    # The first bytes of output may arrive in the same read as the HTTP upgrade's headers, and so
+    # sit in the response's buffer, not in the socket: read through that buffer when there is one
+    # (seen under load: an exec that exited 0 whose output lacked its first line).
+    response = getattr(getattr(getattr(stream, "_response", None), "raw", None), "_fp", None)
+    reader = getattr(response, "fp", None)
+    if reader is None or getattr(reader, "closed", True) or not hasattr(reader, "read1"):
+        reader = None
     chunks: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
     try:
-        while (header := _read_exact(sock, 8, deadline)) is not None:
-            payload = _read_exact(sock, int.from_bytes(header[4:8], "big"), deadline) or b""
+        while (header := _read_exact(sock, 8, deadline, reader)) is not None:
+            payload = _read_exact(sock, int.from_bytes(header[4:8], "big"), deadline, reader) or b""
             chunks.setdefault(header[0], bytearray()).extend(payload)
     finally:
         stream.close()
@@ -304,15 +311,16 @@ def exec_output(client: Any, container_id: str, argv: list[str], *, timeout: flo
     return (code if isinstance(code, int) else None), bytes(chunks[1]), bytes(chunks[2])
 
 
-def _read_exact(sock: Any, size: int, deadline: float) -> bytes | None:
-    """``size`` bytes, or None at a clean end of stream; TimeoutError past ``deadline``."""
+def _read_exact(sock: Any, size: int, deadline: float, reader: Any = None) -> bytes | None:
+    """``size`` bytes, or None at a clean end of stream; TimeoutError past ``deadline``.
+    ``reader``: the buffered reader over ``sock``, read first (what it holds, then the socket)."""
     buf = bytearray()
     while len(buf) < size:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("deadline passed")
         sock.settimeout(remaining)
-        chunk = sock.recv(size - len(buf))
+        chunk = reader.read1(size - len(buf)) if reader is not None else sock.recv(size - len(buf))
         if not chunk:
             return None if not buf else bytes(buf)
         buf.extend(chunk)

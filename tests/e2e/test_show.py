@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from pidmap.errors import ExitStatus
+from tests import grid
 from tests.conftest import RUNNING_EXAMPLES, Pods, Sandbox
-from tests.kernel import cgroups, nspid
+from tests.kernel import cgroups, container_init, nspid
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.root, pytest.mark.docker]
 
@@ -192,16 +193,24 @@ def test_every_pid_matches_ground_truth(sandbox: Sandbox, running_examples: Pods
 
 
 def test_table_output_kubia(sandbox: Sandbox, running_examples: Pods) -> None:
+    # The table is parsed by its columns and its row checked against the kernel (tests/grid.py),
+    # not against pidmap's JSON: the container's PID 1 is the one process whose cgroup carries the
+    # container ID and whose NSpid ends in 1.
+    pod = running_examples["kubia-manual"]
+    (status,) = pod["status"]["containerStatuses"]
+    host_pid = container_init(status["containerID"].split("://", 1)[1])
+    chain = nspid(host_pid)
     out = sandbox.pidmap("show", "kubia-manual").stdout
-    doc = _show(sandbox, "kubia-manual")
-    (proc,) = [p for p in doc["containers"][0]["processes"] if p["container_pid"] == 1]
     assert "POD default/kubia-manual" in out and "provider: minikube" in out
-    line = next(line for line in out.splitlines() if line.lstrip().startswith("1*"))
-    assert line.split()[:3] == ["1*", str(proc["node_pid"]), str(proc["host_pid"])]
-    assert "node app.js" in line
+    (view,) = grid.parse_table(out)
+    assert [(r.container, r.container_pid, r.node_pid, r.host_pid, r.pid1_mark) for r in view.rows] == [
+        ("kubia", 1, chain[1], host_pid, True)]
+    assert view.rows[0].command == "node app.js"
+    assert view.node == pod["spec"]["nodeName"]
+    assert view.node_host_pid == grid.docker_inspect(pod["spec"]["nodeName"])["State"]["Pid"]
     wide = sandbox.pidmap("show", "kubia-manual", "-o", "wide").stdout
-    assert f"pid-ns: {doc['containers'][0]['pid_namespace']}" in wide
-    assert int(os.readlink(f"/proc/{proc['host_pid']}/ns/pid")[5:-1]) == doc["containers"][0]["pid_namespace"]
+    pid_ns = int(os.readlink(f"/proc/{host_pid}/ns/pid")[5:-1])  # the kernel's namespace inode
+    assert f"pid-ns: {pid_ns}" in wide
 
 
 def test_one_container_with_c(sandbox: Sandbox, running_examples: Pods) -> None:
@@ -209,29 +218,6 @@ def test_one_container_with_c(sandbox: Sandbox, running_examples: Pods) -> None:
     (container,) = doc["containers"]
     assert container["name"] == "log-tailer"
     assert [p["command"] for p in container["processes"]] == ["tail -f /var/log/app/app.log"]
-
-
-@pytest.mark.parametrize("example", ["kubia-manual.yaml", "sidecar.yaml", "shared-pid.yaml"])
-def test_via_docker_gives_the_same_container_node_pairs(sandbox: Sandbox, running_examples: Pods,
-                                                       example: str) -> None:
-    name = example.removesuffix(".yaml")
-    local = _show(sandbox, name, "--via", "local")
-    docker = _show(sandbox, name, "--via", "docker")
-    # The sidecars start a `sleep 1` every second: compare what both runs saw, and require that the
-    # long-lived processes (everything but those sleeps) were seen by both.
-    def pairs(doc: dict[str, Any]) -> dict[tuple[str, int], tuple[int, str]]:
-        return {(c["name"], p["container_pid"]): (p["node_pid"], p["command"])
-                for c in doc["containers"] for p in c["processes"]}
-
-    local_pairs, docker_pairs = pairs(local), pairs(docker)
-    # A `sleep 1` may exit between one run's probe and its node scan (a `gone` row, no node PID).
-    long_lived = {key for key, (_, command) in local_pairs.items() if command != "sleep 1"}
-    assert long_lived and long_lived <= docker_pairs.keys()
-    for key in long_lived:
-        assert local_pairs[key][1] == docker_pairs[key][1], key
-        assert local_pairs[key][0] is not None and local_pairs[key][0] == docker_pairs[key][0], key
-    assert all(p["host_pid"] is None for c in docker["containers"] for p in c["processes"])
-    assert any("host PIDs cannot be seen" in n for n in docker["notes"])
 
 
 def test_kubectl_plugin_name(sandbox: Sandbox, running_examples: Pods) -> None:
@@ -259,10 +245,10 @@ def test_unprivileged_maps_what_it_can(sandbox: Sandbox, running_examples: Pods)
     assert "Traceback" not in result.stderr
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    root_doc = _show(sandbox, "kubia-manual")
+    (status,) = running_examples["kubia-manual"]["status"]["containerStatuses"]
+    host_pid = container_init(status["containerID"].split("://", 1)[1])  # the kernel's, not root pidmap's
     (proc,) = [p for p in doc["containers"][0]["processes"] if p["container_pid"] == 1]
-    (root_proc,) = [p for p in root_doc["containers"][0]["processes"] if p["container_pid"] == 1]
-    assert proc["host_pid"] == root_proc["host_pid"]  # NSpid is world-readable
+    assert proc["host_pid"] == host_pid and nspid(host_pid)[-1] == 1  # NSpid is world-readable
     assert proc["node_pid"] is None  # no Docker access: the node's level is unknown
     assert any("permission denied" in n for n in doc["notes"])
     assert any("not root" in n for n in doc["notes"])

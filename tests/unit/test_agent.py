@@ -134,3 +134,32 @@ def test_kubectl_complete_speaks_cobras_protocol(capsys: pytest.CaptureFixture[s
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1] == ":4"  # ShellCompDirectiveNoFileComp
     assert {"auto", "local", "docker", "agent"} <= set(lines)
+
+
+class _OneAnswer:
+    """A cluster whose every GET answers the same pod (what _wait_running reads)."""
+
+    def __init__(self, pod: dict[str, Any]) -> None:
+        self.pod = pod
+
+    def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
+        assert method == "GET", (method, path)
+        return self.pod
+
+
+def test_a_refusal_is_known_by_the_agents_own_request_not_the_sessions() -> None:
+    # Two nodes started at once: node A's refusal clears the session's flag while node B's agent,
+    # created asking for SYS_PTRACE, is still starting; B's refusal must still be one (and be
+    # retried without it), not "the agent pod ended before it could scan". Seen in the grid
+    # (tests/e2e/test_grid.py, show --all --via agent over two nodes) as exit 9.
+    refused = {"status": {"phase": "Failed", "containerStatuses": [{"state": {"terminated": {
+        "exitCode": 128, "reason": "StartError",
+        "message": "failed to create shim task: OCI runtime create failed: unable to apply caps"}}}]}}
+    session = agent.AgentSession(cluster=_OneAnswer(refused), settings=SETTINGS)  # type: ignore[arg-type]
+    session.ptrace = False  # another node refused first
+    started_with_ptrace = agent._Agent(name="pidmap-agent-b", node_name="b", started=0.0, ptrace=True)
+    with pytest.raises(agent._CapabilitiesRefused):
+        session._wait_running(started_with_ptrace)
+    without = agent._Agent(name="pidmap-agent-c", node_name="c", started=0.0, ptrace=False)
+    with pytest.raises(agent.AgentFailed, match="ended before it could scan"):
+        session._wait_running(without)

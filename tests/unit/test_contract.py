@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
+import pytest
 import yaml
 
 from pidmap.correlate import correlate
@@ -49,9 +50,31 @@ def test_json_keys() -> None:
     assert doc["sandbox"] is None  # only a shareProcessNamespace pod has a pause row
 
 
-def test_yaml_is_the_same_document() -> None:
-    result = _result()
-    assert yaml.safe_load(render(result, "yaml")) == json.loads(render(result, "json"))
+def _check_against_recorded_kernel(doc: dict[str, Any]) -> int:
+    """Every PID of the document against the recorded NSpid lines (the kernel's, not pidmap's)."""
+    truth = DOC["truth"]
+    assert doc["node"]["host_pid"] == truth["node_host_pid"]
+    assert doc["node"]["container_id"] == truth["node_id"]
+    checked = 0
+    for container in doc["containers"]:
+        assert container["container_id"] == truth["container_id"]
+        for proc in container["processes"]:
+            chain = truth["nspid"][str(proc["host_pid"])]
+            assert chain[:3] == [proc["host_pid"], proc["node_pid"], proc["container_pid"]], proc
+            checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_every_pid_of_the_document_is_the_kernels(fmt: str) -> None:
+    # The YAML is read by yaml.safe_load and checked on its own, not against the JSON.
+    text = render(_result(), "json") if fmt == "json" else render(_result(), "yaml")
+    doc = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+    _check(doc)
+    # The recording's container processes (its node init is no container's), every one of them.
+    recorded = {int(pid) for pid, chain in DOC["truth"]["nspid"].items() if len(chain) >= 3}
+    assert {p["host_pid"] for c in doc["containers"] for p in c["processes"]} == recorded
+    assert _check_against_recorded_kernel(doc) == len(recorded)
 
 
 def test_unseen_pid_is_null() -> None:

@@ -159,3 +159,21 @@ def test_ancestry_walks_from_pid_1_to_the_nodes_init() -> None:
     chain = _ancestry(host, table.by_pid[200])
     assert [(p.node_pid, p.host_pid, p.ppid, p.command) for p in chain] == [
         (98, 150, 1, shim), (1, 100, 0, "/init")]
+
+
+def test_shared_namespace_drops_the_other_probes_children() -> None:
+    # Each probe runs brief children (tr, cat); one probe may list another's child that the other's
+    # own listing never saw (it ran later): a descendant of a probe's shell is no process of the
+    # pod. Seen by the grid (tests/e2e/test_grid.py) as a `gone` row `tr \000\n` under shared-pid.
+    table = parse_scan(DOC["container_probe"])
+    base = next(p for p in table.processes if p.pid == 1)
+    child = replace(base, pid=9, nspid=(9,), ppid=2, name="tr", cmdline="tr \\000\\n")
+    grandchild = replace(base, pid=10, nspid=(10,), ppid=9, name="cat", cmdline="cat")
+    seen_by_app = replace(table, processes=(*table.processes, child, grandchild))
+    other_probe = replace(table, processes=(), own_pids=frozenset({2}))
+    probes = {"app": ProbeResult(table=seen_by_app), "sidecar": ProbeResult(table=other_probe)}
+    other = Container(name="sidecar", type="app", image="x", container_id="c" * 64, runtime="containerd",
+                      state="running")
+    shared = pod(DOC, running_container(DOC), other, shared=True)
+    app = correlate(shared, node(DOC), probes, None).containers[0]
+    assert [p.container_pid for p in app.processes] == [1]
