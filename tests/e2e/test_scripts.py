@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Sandbox
+from tests.conftest import ROOT, Sandbox, suite_name
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 
@@ -54,7 +54,7 @@ def test_kind_up_without_kind_says_so_and_touches_nothing(tmp_path: Path) -> Non
 
 def test_demo_runs_the_walkthrough_and_pidmap_show(tmp_path: Path) -> None:
     """The README's first command, on a private sandbox so that it never touches the user's."""
-    name = "pidmap-demo-test"
+    name = suite_name("demo")
     env = {**os.environ, "SANDBOX": name, "PIDMAP_SANDBOX_HOME": str(tmp_path),
            "KUBECONFIG": str(tmp_path / "kubeconfig")}
     pidmap = [sys.executable, "-m", "pidmap", "sandbox"]

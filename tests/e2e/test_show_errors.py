@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pidmap.errors import ExitStatus
-from tests.conftest import Sandbox, _sandbox_up
+from tests.conftest import Sandbox
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.root, pytest.mark.docker]
 
@@ -85,18 +85,20 @@ spec:
 """
 
 
-def test_process_exits_and_container_restarts_while_collecting(sandbox: Sandbox) -> None:
+def test_process_exits_and_container_restarts_while_collecting(sandbox: Sandbox,
+                                                              module_namespace: str) -> None:
     """Processes that exit between the probe and the host scan, and a container that restarts, are
     reported (flags / notes) or simply absent — never a traceback, never a PID at the wrong level."""
-    sandbox.kubectl("apply", "-f", "-", input=CRASHLOOP)
-    sandbox.wait_phase("pc-crashloop", {"Running"})
+    ns = module_namespace
+    sandbox.kubectl("apply", "-n", ns, "-f", "-", input=CRASHLOOP)
+    sandbox.wait_phase("pc-crashloop", {"Running"}, ns)
     seen_gone = False
     try:
         deadline = time.monotonic() + 40
         runs = 0
         while time.monotonic() < deadline and (runs < 10 or not seen_gone):
             runs += 1
-            result = sandbox.pidmap("show", "pc-crashloop", "-o", "json", check=False)
+            result = sandbox.pidmap("show", "pc-crashloop", "-n", ns, "-o", "json", check=False)
             assert "Traceback" not in result.stderr
             assert result.returncode in (ExitStatus.OK, ExitStatus.NOT_RUNNING), result.stderr
             doc = json.loads(result.stdout)
@@ -111,33 +113,38 @@ def test_process_exits_and_container_restarts_while_collecting(sandbox: Sandbox)
         # `sleep 0.05` every 50 ms: across runs some probe sees one the host scan no longer has.
         assert seen_gone
     finally:
-        sandbox.kubectl("delete", "pod", "pc-crashloop", "--wait=false", check=False)
+        sandbox.kubectl("delete", "pod", "pc-crashloop", "-n", ns, "--wait=true", check=False)
 
 
-@pytest.fixture(scope="module")
-def forbidding(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    box = _sandbox_up("pc-test-forbid", "minikube", tmp_path_factory.mktemp("forbid-home"), ["--forbid-exec"])
+@pytest.fixture
+def forbidding(sandbox: Sandbox) -> Iterator[Sandbox]:
+    """The session's sandbox, its RBAC stand-in answering pods/exec with 403 until the test ends."""
+    sandbox.pidmap("sandbox", "forbid", "--name", sandbox.name, "create:pods/exec")
     try:
-        yield box
+        yield sandbox
     finally:
-        box.pidmap("sandbox", "down", "--name", "pc-test-forbid", check=False, timeout=300)
+        sandbox.pidmap("sandbox", "forbid", "--name", sandbox.name)
 
 
-def test_exec_forbidden(forbidding: Sandbox) -> None:
-    forbidding.apply_example("kubia-manual.yaml")
-    _assert_error(forbidding.pidmap("show", "kubia-manual", check=False), ExitStatus.FORBIDDEN,
+def test_exec_forbidden(forbidding: Sandbox, kubia: str) -> None:
+    denied = forbidding.kubectl("exec", kubia, "--", "true", check=False)  # kubectl is refused too
+    assert denied.returncode != 0 and "(Forbidden)" in denied.stderr, denied.stderr
+    _assert_error(forbidding.pidmap("show", kubia, check=False), ExitStatus.FORBIDDEN,
                   "exec into pod is forbidden")
 
 
-def test_node_namespace_option_filters_the_node_pods(sandbox: Sandbox, kubia: str) -> None:
+def test_node_namespace_option_filters_the_node_pods(sandbox: Sandbox, kubia: str,
+                                                     module_namespace: str) -> None:
     node = sandbox.pod(kubia)["spec"]["nodeName"]
-    sandbox.kubectl("create", "namespace", "pf-node-ns", check=False)
     everywhere = json.loads(sandbox.pidmap("node", node, "-o", "json").stdout)
-    only = json.loads(sandbox.pidmap("node", node, "-n", "pf-node-ns", "-o", "json").stdout)
+    only = json.loads(sandbox.pidmap("node", node, "-n", module_namespace, "-o", "json").stdout)
     default = json.loads(sandbox.pidmap("node", node, "-n", "default", "-o", "json").stdout)
     expected = json.loads(sandbox.kubectl("get", "pods", "-n", "default", "--field-selector",
                                           f"spec.nodeName={node}", "-o", "json").stdout)["items"]
-    assert only == []
+    in_ours = json.loads(sandbox.kubectl("get", "pods", "-n", module_namespace, "--field-selector",
+                                         f"spec.nodeName={node}", "-o", "json").stdout)["items"]
+    assert sorted(m["pod"] for m in only) == sorted(p["metadata"]["name"] for p in in_ours)
+    assert {m["namespace"] for m in only} <= {module_namespace}
     assert sorted(m["pod"] for m in default) == sorted(p["metadata"]["name"] for p in expected)
     assert kubia in [m["pod"] for m in default] and {m["namespace"] for m in default} == {"default"}
     in_default = sorted(m["pod"] for m in everywhere if m["namespace"] == "default")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -214,7 +215,8 @@ def test_show_all_namespaces_maps_every_pod_without_exec(
         assert lasting and all(mapped.get(pid) == name for pid, name in lasting.items()), doc["pod"]
 
 
-def _watch(box: Sandbox, pod: str, count: int, interval: float = 1.0) -> subprocess.Popen[str]:
+def _watch(box: Sandbox, pod: str, count: int, interval: float = 1.0,
+           namespace: str = "default") -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -222,6 +224,8 @@ def _watch(box: Sandbox, pod: str, count: int, interval: float = 1.0) -> subproc
             "pidmap",
             "watch",
             pod,
+            "-n",
+            namespace,
             "-o",
             "json",
             "--interval",
@@ -236,9 +240,18 @@ def _watch(box: Sandbox, pod: str, count: int, interval: float = 1.0) -> subproc
     )
 
 
-def _first_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
+def _readline(proc: subprocess.Popen[str], timeout: float = 60) -> str:
+    """The next line of the watch, or a failure after ``timeout`` seconds: never a hung suite."""
     assert proc.stdout is not None
-    line = proc.stdout.readline()
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        proc.kill()
+        raise AssertionError(f"pidmap watch printed no line within {timeout:g}s")
+    return proc.stdout.readline()
+
+
+def _first_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    line = _readline(proc)
     assert line, proc.stderr.read() if proc.stderr else ""
     doc: dict[str, Any] = json.loads(line)
     return doc
@@ -271,29 +284,33 @@ def test_watch_sees_a_new_process(sandbox: Sandbox, running_examples: Pods) -> N
         sleeper.wait()
 
 
-def test_watch_sees_a_container_restart(sandbox: Sandbox, running_examples: Pods) -> None:
-    pod = sandbox.pod("sidecar")
+# The two tests that restart or delete a pod do it to their own copy, in the module's namespace: the
+# shared running examples (and every fixture holding their statuses) stay as they were.
+
+def test_watch_sees_a_container_restart(sandbox: Sandbox, module_namespace: str) -> None:
+    pod = sandbox.apply_example("sidecar.yaml", namespace=module_namespace)
     assert pod["spec"].get("restartPolicy", "Always") == "Always"
     truth = _host_processes_of(_container_ids(pod))
     pid1 = next(pid for pid, name in truth.items() if name == "log-tailer" and nspid(pid)[-1] == 1)
-    proc = _watch(sandbox, "sidecar", count=5)
+    proc = _watch(sandbox, "sidecar", count=5, namespace=module_namespace)
     _first_line(proc)
     os.kill(pid1, 9)
     events = _rest(proc)
     restarted = [c for e in events for c in e["changes"] if c["kind"] == "restarted"]
     assert [c["container"] for c in restarted][:1] == ["log-tailer"], events
-    after = sandbox.pod("sidecar")
+    after = sandbox.pod("sidecar", module_namespace)
     tailer = next(s for s in after["status"]["containerStatuses"] if s["name"] == "log-tailer")
     assert tailer["restartCount"] >= 1
+    sandbox.kubectl("delete", "pod", "sidecar", "-n", module_namespace, "--wait=true")
 
 
-def test_watch_sees_a_deleted_pod(sandbox: Sandbox, running_examples: Pods) -> None:
-    proc = _watch(sandbox, "ambassador", count=5)
+def test_watch_sees_a_deleted_pod(sandbox: Sandbox, module_namespace: str) -> None:
+    sandbox.apply_example("ambassador.yaml", namespace=module_namespace)
+    proc = _watch(sandbox, "ambassador", count=5, namespace=module_namespace)
     _first_line(proc)
-    sandbox.kubectl("delete", "pod", "ambassador", "--wait=false")
+    sandbox.kubectl("delete", "pod", "ambassador", "-n", module_namespace, "--wait=true")
     events = _rest(proc)
     assert any(e["event"] == "deleted" for e in events), events
-    sandbox.apply_example("ambassador.yaml")  # for later tests
 
 
 def test_watch_table_to_a_pipe_then_ctrl_c_exits_zero(
@@ -309,8 +326,7 @@ def test_watch_table_to_a_pipe_then_ctrl_c_exits_zero(
         # an ignored SIGINT ignored: give the child the default a terminal's Ctrl-C meets.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().startswith("Every 0.5s: pidmap watch default/kubia-manual")
+    assert _readline(proc).startswith("Every 0.5s: pidmap watch default/kubia-manual")
     time.sleep(1.5)
     proc.send_signal(2)
     _out, err = proc.communicate(timeout=30)
