@@ -80,6 +80,7 @@ def test_demo_runs_the_walkthrough_and_pidmap_show(tmp_path: Path) -> None:
 
 
 @pytest.mark.sandbox
+@pytest.mark.timeout(1200)  # a sandbox of its own and every benchmark: minutes on a loaded machine
 def test_bench_sandbox_prints_the_whole_matrix(sandbox: Sandbox) -> None:
     """scripts/bench.py --sandbox, small: every group of the matrix is there and every row is sane
     (positive times, min <= median <= max, a peak memory, a ratio against the group's first row).

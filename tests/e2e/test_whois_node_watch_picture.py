@@ -112,11 +112,11 @@ def test_whois_plain_answers_for_node_init_host_process_and_pause(
     doc = json.loads(_whois(sandbox, str(os.getpid()), "-o", "json").stdout)
     assert (doc["kind"], doc["node"], doc["pod"]) == ("host", None, None)
     uid = running_examples["sidecar"]["metadata"]["uid"]
-    pause = [
-        int(p)
-        for p in subprocess.run(["pgrep", "-x", "pause"], capture_output=True, text=True).stdout.split()
-        if f"pod{uid}" in Path(f"/proc/{p}/cgroup").read_text()
-    ]
+    # From the kernel's cgroups (other suites' pause processes come and go on a shared machine:
+    # one that exits after pgrep listed it is simply not this pod's).
+    named_pause = {int(p) for p in subprocess.run(["pgrep", "-x", "pause"], capture_output=True,
+                                                  text=True).stdout.split()}
+    pause = [pid for pid, cgroup in cgroups().items() if pid in named_pause and f"pod{uid}" in cgroup]
     assert len(pause) == 1
     doc = json.loads(_whois(sandbox, str(pause[0]), "-o", "json").stdout)
     assert (doc["kind"], doc["pod"], doc["container"]) == ("pod-sandbox", "sidecar", None)
