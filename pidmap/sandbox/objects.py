@@ -142,10 +142,10 @@ def forbidden(user: str, verb: str, resource: str, name: str, namespace: str) ->
     kind = resource.partition("/")[0]
     # A create names no object yet: RBAC then says `pods is forbidden: ...`.
     subject = f'{kind} "{name}"' if name else kind
-    message = (
-        f'{subject} is forbidden: User "{user}" cannot {verb} resource "{resource}" '
-        f'in API group "" in the namespace "{namespace}"'
-    )
+    # A list across namespaces is refused "at the cluster scope".
+    scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+    message = f'{subject} is forbidden: User "{user}" cannot {verb} resource "{resource}" in API group "" '
+    message += scope
     return ApiError(403, "Forbidden", message, {"name": name, "kind": kind})
 
 

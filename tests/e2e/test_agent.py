@@ -42,11 +42,12 @@ spec:
 
 
 @pytest.fixture(scope="module")
-def pods(sandbox: Sandbox) -> list[str]:
+def pods(sandbox: Sandbox) -> Iterator[list[str]]:
     sandbox.apply_example("kubia-manual.yaml")
     sandbox.kubectl("apply", "-f", "-", input=THREE)
     sandbox.wait_phase("three", {"Running"})
-    return ["kubia-manual", "three"]
+    yield ["kubia-manual", "three"]
+    sandbox.kubectl("delete", "pod", "three", "--wait=true")
 
 
 @pytest.fixture
@@ -200,7 +201,7 @@ def baseline_namespace(sandbox: Sandbox) -> Iterator[str]:
     try:
         yield name
     finally:
-        sandbox.kubectl("delete", "namespace", name, "--wait=false", check=False)
+        sandbox.kubectl("delete", "namespace", name, "--wait=true", check=False, timeout=180)
 
 
 def test_pod_security_baseline_refuses_the_agent(sandbox: Sandbox, pods: list[str], no_docker: dict[str, str],

@@ -413,8 +413,20 @@ def test_request_timeout_takes_kubectl_durations() -> None:
         _clean(result)
 
 
-# After every other test of the module: nothing answers for this sandbox once its API server is dead
-# (its teardown, `pidmap sandbox down`, works without it).
+def _restart_api_server(box: Sandbox) -> None:
+    """A new API server for the sandbox once its old one is dead (the pods are adopted, as after a
+    restart), so that the tests which run after this one, in whatever order, have a cluster."""
+    from pidmap.sandbox import cluster
+    from pidmap.sandbox.layout import StatePaths
+
+    paths = StatePaths(box.state_dir)
+    deadline = time.monotonic() + 30
+    while cluster.apiserver_pid(paths) is not None:
+        assert time.monotonic() < deadline, "the killed API server is still there"
+        time.sleep(0.1)
+    cluster._start_apiserver(paths.load_cluster(), paths, paths.token.read_text().strip())
+
+
 def test_api_server_killed_during_the_exec_show_ends_with_notes(faults: Sandbox) -> None:
     pod = _pod(faults, "fl-killed", "sleep 3600 & wait")
     container_id = _container_id(pod)
@@ -423,6 +435,7 @@ def test_api_server_killed_during_the_exec_show_ends_with_notes(faults: Sandbox)
     frozen, thawed = _states(freezer)
     server = _api_server_pid(faults)
     freezer.write_text(frozen)
+    killed = False
     run = subprocess.Popen([sys.executable, "-m", "pidmap", "show", "fl-killed", "-o", "json",
                             "--request-timeout", "20s"], env=faults.env, text=True,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -434,12 +447,15 @@ def test_api_server_killed_during_the_exec_show_ends_with_notes(faults: Sandbox)
         else:
             raise AssertionError("the probe's exec never reached the container")
         os.kill(server, signal.SIGKILL)
+        killed = True
         out, err = run.communicate(timeout=60)
     finally:
         freezer.write_text(thawed)
         if run.poll() is None:
             run.kill()
             run.wait()
+        if killed:
+            _restart_api_server(faults)
     result = subprocess.CompletedProcess(run.args, run.returncode, out, err)
     _clean(result)
     assert result.returncode == 0, err

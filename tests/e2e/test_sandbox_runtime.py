@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from pidmap.errors import ExitStatus
 from tests.conftest import Sandbox, private_kind_sandbox
 from tests.kernel import cgroup_dirs, container_init, nspid, pids_in_cgroup
 
@@ -183,9 +184,9 @@ def test_init_container_completes_before_the_app(sandbox: Sandbox) -> None:
     ("completes.yaml", "completes", "Succeeded", 0, "Completed"),
     ("fails.yaml", "fails", "Failed", 3, "Error"),
 ])
-def test_run_to_completion(sandbox: Sandbox, example: str, name: str, phase: str, exit_code: int,
-                           reason: str) -> None:
-    pod = sandbox.apply_example(example, {"Succeeded", "Failed"})
+def test_run_to_completion(sandbox: Sandbox, module_namespace: str, example: str, name: str, phase: str,
+                           exit_code: int, reason: str) -> None:
+    pod = sandbox.apply_example(example, {"Succeeded", "Failed"}, module_namespace)
     assert pod["status"]["phase"] == phase
     job = statuses(pod)["job"]
     terminated = job["state"]["terminated"]
@@ -193,15 +194,16 @@ def test_run_to_completion(sandbox: Sandbox, example: str, name: str, phase: str
     assert terminated["containerID"] == job["containerID"]
     assert job["restartCount"] == 0 and job["ready"] is False
     assert not pids_in_cgroup(container_id(job))
-    result = sandbox.kubectl("exec", name, "--", "true", check=False)
+    result = sandbox.kubectl("exec", name, "-n", module_namespace, "--", "true", check=False)
     assert result.returncode != 0
 
 
-def test_unknown_image_stays_pending(sandbox: Sandbox) -> None:
-    sandbox.kubectl("apply", "-f", str(Path(__file__).parents[2] / "examples" / "pending.yaml"))
+def test_unknown_image_stays_pending(sandbox: Sandbox, module_namespace: str) -> None:
+    sandbox.kubectl("apply", "-n", module_namespace, "-f",
+                    str(Path(__file__).parents[2] / "examples" / "pending.yaml"))
 
     def backing_off() -> dict[str, Any] | None:
-        pod = sandbox.pod("pending")
+        pod = sandbox.pod("pending", module_namespace)
         waiting = statuses(pod)["app"]["state"].get("waiting", {})
         return pod if waiting.get("reason") == "ImagePullBackOff" else None
 
@@ -213,16 +215,18 @@ def test_unknown_image_stays_pending(sandbox: Sandbox) -> None:
     assert app["ready"] is False and "containerID" not in app
 
 
-def test_killing_pid_1_restarts_the_container(sandbox: Sandbox) -> None:
-    sandbox.kubectl("run", "pa-restart", "--image=busybox", "--restart=Always", "--", "sleep", "3600")
-    pod = sandbox.wait_phase("pa-restart", {"Running"})
+def test_killing_pid_1_restarts_the_container(sandbox: Sandbox, module_namespace: str) -> None:
+    ns = module_namespace
+    sandbox.kubectl("run", "pa-restart", "-n", ns, "--image=busybox", "--restart=Always", "--",
+                    "sleep", "3600")
+    pod = sandbox.wait_phase("pa-restart", {"Running"}, ns)
     first = statuses(pod)["pa-restart"]
     old_id = container_id(first)
     main = next(pid for pid in pids_in_cgroup(old_id) if nspid(pid)[-1] == 1)
     os.kill(main, signal.SIGKILL)
 
     def restarted() -> dict[str, Any] | None:
-        status = statuses(sandbox.pod("pa-restart"))["pa-restart"]
+        status = statuses(sandbox.pod("pa-restart", ns))["pa-restart"]
         return status if status["restartCount"] == 1 and "running" in status["state"] else None
 
     status = wait_for(restarted, what="restartCount 1 and running")
@@ -232,17 +236,18 @@ def test_killing_pid_1_restarts_the_container(sandbox: Sandbox) -> None:
     assert last["containerID"] == first["containerID"]
     assert not pids_in_cgroup(old_id)
     assert pids_in_cgroup(container_id(status))
-    sandbox.kubectl("delete", "pod", "pa-restart", "--wait=true")
+    sandbox.kubectl("delete", "pod", "pa-restart", "-n", ns, "--wait=true")
 
 
-def test_delete_pod_removes_processes_and_cgroups(sandbox: Sandbox) -> None:
-    sandbox.kubectl("run", "pa-delete", "--image=busybox", "--restart=Never", "--", "sleep", "3600")
-    pod = sandbox.wait_phase("pa-delete", {"Running"})
+def test_delete_pod_removes_processes_and_cgroups(sandbox: Sandbox, module_namespace: str) -> None:
+    ns = module_namespace
+    sandbox.kubectl("run", "pa-delete", "-n", ns, "--image=busybox", "--restart=Never", "--", "sleep", "3600")
+    pod = sandbox.wait_phase("pa-delete", {"Running"}, ns)
     cid = container_id(statuses(pod)["pa-delete"])
     uid = pod["metadata"]["uid"]
     assert pids_in_cgroup(cid)
     assert _cgroup_dirs(uid)
-    sandbox.kubectl("delete", "pod", "pa-delete", "--wait=true", timeout=60)
+    sandbox.kubectl("delete", "pod", "pa-delete", "-n", ns, "--wait=true", timeout=60)
     wait_for(lambda: not pids_in_cgroup(cid), timeout=15, what="the pod's processes to exit")
     wait_for(lambda: not _cgroup_dirs(uid), timeout=15, what="the pod's cgroups to go")
 
@@ -375,6 +380,12 @@ def test_stopped_node_makes_its_pods_unknown(private: Sandbox) -> None:
     ready = next(c for c in nodes["status"]["conditions"] if c["type"] == "Ready")
     assert ready["status"] != "True"
     assert not pids_in_cgroup(cid)
+    # Nothing runs, so pidmap has nothing to map: exit 8, in one line, naming the phase.
+    shown = private.pidmap("show", "pa-lost", check=False)
+    assert shown.returncode == ExitStatus.NOT_RUNNING, (shown.stdout, shown.stderr)
+    assert shown.stderr.splitlines() == ["error: pod pa-lost is Unknown: no process to map",
+                                         "hint: kubectl describe pod pa-lost -n default"], shown.stderr
+    assert "phase: Unknown" in shown.stdout
     # Started again, the node's containerd has lost its tasks: the pod runs again in a new sandbox,
     # its container restarted once (the lost one reported with exit code 255, as kubelet does).
     subprocess.run(["docker", "start", worker], check=True, capture_output=True)
@@ -387,12 +398,21 @@ def test_stopped_node_makes_its_pods_unknown(private: Sandbox) -> None:
     assert status["lastState"]["terminated"]["exitCode"] == 255, status
     assert private.pod("pa-lost")["status"]["phase"] == "Running"
     assert pids_in_cgroup(container_id(status))
-    private.kubectl("delete", "pod", "pa-lost")
-    subprocess.run(["docker", "stop", "-t", "1", worker], check=True, capture_output=True)
+    private.kubectl("delete", "pod", "pa-lost", "--wait=true")
 
 
-def test_down_leaves_nothing_behind(private: Sandbox) -> None:
-    # A running pod on the control plane (the worker is stopped), so there is something to clean up.
+@pytest.fixture
+def doomed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """A sandbox of its own for the test that takes it down (the others' must stay up, whatever
+    order they run in)."""
+    with private_kind_sandbox(tmp_path_factory, "-down") as box:
+        yield box
+
+
+def test_down_leaves_nothing_behind(doomed: Sandbox) -> None:
+    private = doomed
+    # A stopped worker, and a running pod on the control plane, so there is something to clean up.
+    subprocess.run(["docker", "stop", "-t", "1", f"{private.name}-worker"], check=True, capture_output=True)
     pin = json.dumps({"spec": {"nodeName": f"{private.name}-control-plane"}})
     private.kubectl("run", "pa-left", "--image=busybox", "--overrides", pin, "--", "sleep", "3600")
     pod = private.wait_phase("pa-left", {"Running"})

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Sandbox
+from tests.conftest import ROOT, Sandbox, suite_name
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 
@@ -54,7 +54,7 @@ def test_kind_up_without_kind_says_so_and_touches_nothing(tmp_path: Path) -> Non
 
 def test_demo_runs_the_walkthrough_and_pidmap_show(tmp_path: Path) -> None:
     """The README's first command, on a private sandbox so that it never touches the user's."""
-    name = "pidmap-demo-test"
+    name = suite_name("demo")
     env = {**os.environ, "SANDBOX": name, "PIDMAP_SANDBOX_HOME": str(tmp_path),
            "KUBECONFIG": str(tmp_path / "kubeconfig")}
     pidmap = [sys.executable, "-m", "pidmap", "sandbox"]
@@ -80,6 +80,7 @@ def test_demo_runs_the_walkthrough_and_pidmap_show(tmp_path: Path) -> None:
 
 
 @pytest.mark.sandbox
+@pytest.mark.timeout(1200)  # a sandbox of its own and every benchmark: minutes on a loaded machine
 def test_bench_sandbox_prints_the_whole_matrix(sandbox: Sandbox) -> None:
     """scripts/bench.py --sandbox, small: every group of the matrix is there and every row is sane
     (positive times, min <= median <= max, a peak memory, a ratio against the group's first row).

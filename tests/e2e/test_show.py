@@ -261,15 +261,16 @@ def test_unprivileged_maps_what_it_can(sandbox: Sandbox, running_examples: Pods)
     ("fails.yaml", "Failed", "job exited 3"),
     ("pending.yaml", "Pending", "containers have not all started"),
 ])
-def test_not_running_phases(sandbox: Sandbox, example: str, phase: str, words: str) -> None:
-    pod = sandbox.apply_example(example, {phase})
+def test_not_running_phases(sandbox: Sandbox, module_namespace: str, example: str, phase: str,
+                            words: str) -> None:
+    pod = sandbox.apply_example(example, {phase}, module_namespace)
     name = pod["metadata"]["name"]
-    result = sandbox.pidmap("show", name, check=False)
+    result = sandbox.pidmap("show", name, "-n", module_namespace, check=False)
     assert result.returncode == ExitStatus.NOT_RUNNING, result.stderr
     assert f"phase: {phase}" in result.stdout and words in result.stdout
     assert result.stderr.splitlines()[0] == f"error: pod {name} is {phase}: no process to map"
-    assert result.stderr.splitlines()[1].startswith("hint: ")
-    doc = json.loads(sandbox.pidmap("show", name, "-o", "json", check=False).stdout)
+    assert result.stderr.splitlines()[1].startswith("hint: ") and len(result.stderr.splitlines()) == 2
+    doc = json.loads(sandbox.pidmap("show", name, "-n", module_namespace, "-o", "json", check=False).stdout)
     assert doc["phase"] == phase and all(c["processes"] == [] for c in doc["containers"])
 
 
@@ -365,7 +366,7 @@ def test_running_init_container_of_a_pending_pod_is_mapped(sandbox: Sandbox) -> 
         assert only_app.returncode == ExitStatus.NOT_RUNNING, only_app.stderr
         assert only_app.stderr.splitlines()[0] == "error: pod slow-init is Pending: no process to map"
     finally:
-        sandbox.kubectl("delete", "pod", "slow-init", "--wait=false", check=False)
+        sandbox.kubectl("delete", "pod", "slow-init", "--wait=true", check=False)
 
 
 def test_nested_pid_namespace_keeps_the_container_pids(sandbox: Sandbox) -> None:
@@ -390,7 +391,7 @@ def test_nested_pid_namespace_keeps_the_container_pids(sandbox: Sandbox) -> None
         rows = {(p["container_pid"], p["node_pid"], p["host_pid"]) for p in outer["processes"]}
         assert _all_rows(sandbox, "nested-pidns") == {"outer": rows}
     finally:
-        sandbox.kubectl("delete", "pod", "nested-pidns", "--wait=false", check=False)
+        sandbox.kubectl("delete", "pod", "nested-pidns", "--wait=true", check=False)
 
 
 def test_show_all_in_a_missing_namespace_is_not_found(sandbox: Sandbox) -> None:

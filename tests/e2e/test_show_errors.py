@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pidmap.errors import ExitStatus
-from tests.conftest import Sandbox, _sandbox_up
+from tests.conftest import Sandbox
 from tests.kernel import container_init, nspid
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.root, pytest.mark.docker]
@@ -116,16 +116,18 @@ spec:
 """
 
 
-def test_processes_exiting_while_collecting_are_gone_rows_never_wrong_levels(sandbox: Sandbox) -> None:
+def test_processes_exiting_while_collecting_are_gone_rows_never_wrong_levels(sandbox: Sandbox,
+                                                                             module_namespace: str) -> None:
     """A `sleep 0.05` every 50 ms: processes exit between the probe and the host scan. They are
     flagged `gone` with no node or host PID; every other row has all three levels. Ten runs, each
     checked; the probe and the scan are always more than 50 ms apart, so every run has such rows."""
-    sandbox.kubectl("apply", "-f", "-", input=CHURN)
-    sandbox.wait_phase("pc-churn", {"Running"})
+    ns = module_namespace
+    sandbox.kubectl("apply", "-n", ns, "-f", "-", input=CHURN)
+    sandbox.wait_phase("pc-churn", {"Running"}, ns)
     try:
         gone_runs = 0
         for _ in range(10):
-            result = sandbox.pidmap("show", "pc-churn", "-o", "json", check=False)
+            result = sandbox.pidmap("show", "pc-churn", "-n", ns, "-o", "json", check=False)
             assert result.returncode == ExitStatus.OK and "Traceback" not in result.stderr, result.stderr
             (churn,) = json.loads(result.stdout)["containers"]
             for proc in churn["processes"]:
@@ -136,7 +138,7 @@ def test_processes_exiting_while_collecting_are_gone_rows_never_wrong_levels(san
             gone_runs += any("gone" in p["flags"] for p in churn["processes"])
         assert gone_runs >= 1
     finally:
-        sandbox.kubectl("delete", "pod", "pc-churn", "--wait=true", check=False)
+        sandbox.kubectl("delete", "pod", "pc-churn", "-n", ns, "--wait=true", check=False)
 
 
 RESTARTS = """apiVersion: v1
@@ -150,13 +152,14 @@ spec:
 """
 
 
-def test_a_restarted_container_is_mapped_to_its_new_pid1(sandbox: Sandbox) -> None:
+def test_a_restarted_container_is_mapped_to_its_new_pid1(sandbox: Sandbox, module_namespace: str) -> None:
     """The container's PID 1 is killed from the host; once kubectl reports the restart (restartCount
     up, a new container ID, running), pidmap shows that restart count and container ID and maps
     PID 1 to the new process: the kernel's NSpid of the one PID 1 in the new container's cgroup."""
-    sandbox.kubectl("apply", "-f", "-", input=RESTARTS)
+    ns = module_namespace
+    sandbox.kubectl("apply", "-n", ns, "-f", "-", input=RESTARTS)
     try:
-        pod = sandbox.wait_phase("pc-restarts", {"Running"})
+        pod = sandbox.wait_phase("pc-restarts", {"Running"}, ns)
         (status,) = pod["status"]["containerStatuses"]
         old_id = status["containerID"].split("://", 1)[1]
         assert status["restartCount"] == 0
@@ -164,7 +167,7 @@ def test_a_restarted_container_is_mapped_to_its_new_pid1(sandbox: Sandbox) -> No
         os.kill(old_init, signal.SIGKILL)
         deadline = time.monotonic() + 60  # the sandbox's first back-off is 10 s
         while True:
-            (status,) = sandbox.pod("pc-restarts")["status"]["containerStatuses"]
+            (status,) = sandbox.pod("pc-restarts", ns)["status"]["containerStatuses"]
             if status["restartCount"] == 1 and "running" in status["state"]:
                 break
             assert time.monotonic() < deadline, status
@@ -172,40 +175,45 @@ def test_a_restarted_container_is_mapped_to_its_new_pid1(sandbox: Sandbox) -> No
         new_id = status["containerID"].split("://", 1)[1]
         assert new_id != old_id
         new_init = container_init(new_id)
-        doc = json.loads(sandbox.pidmap("show", "pc-restarts", "-o", "json").stdout)
+        doc = json.loads(sandbox.pidmap("show", "pc-restarts", "-n", ns, "-o", "json").stdout)
         (container,) = doc["containers"]
         assert (container["restart_count"], container["container_id"]) == (1, new_id)
         (pid1,) = [p for p in container["processes"] if p["container_pid"] == 1]
         assert [pid1["host_pid"], pid1["node_pid"], 1] == nspid(new_init)
         assert pid1["host_pid"] != old_init and pid1["command"] == "sleep 3600"
     finally:
-        sandbox.kubectl("delete", "pod", "pc-restarts", "--wait=true", check=False)
+        sandbox.kubectl("delete", "pod", "pc-restarts", "-n", ns, "--wait=true", check=False)
 
 
-@pytest.fixture(scope="module")
-def forbidding(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    box = _sandbox_up("pc-test-forbid", "minikube", tmp_path_factory.mktemp("forbid-home"), ["--forbid-exec"])
+@pytest.fixture
+def forbidding(sandbox: Sandbox) -> Iterator[Sandbox]:
+    """The session's sandbox, its RBAC stand-in answering pods/exec with 403 until the test ends."""
+    sandbox.pidmap("sandbox", "forbid", "--name", sandbox.name, "create:pods/exec")
     try:
-        yield box
+        yield sandbox
     finally:
-        box.pidmap("sandbox", "down", "--name", "pc-test-forbid", check=False, timeout=300)
+        sandbox.pidmap("sandbox", "forbid", "--name", sandbox.name)
 
 
-def test_exec_forbidden(forbidding: Sandbox) -> None:
-    forbidding.apply_example("kubia-manual.yaml")
-    _assert_error(forbidding.pidmap("show", "kubia-manual", check=False), ExitStatus.FORBIDDEN,
+def test_exec_forbidden(forbidding: Sandbox, kubia: str) -> None:
+    denied = forbidding.kubectl("exec", kubia, "--", "true", check=False)  # kubectl is refused too
+    assert denied.returncode != 0 and "(Forbidden)" in denied.stderr, denied.stderr
+    _assert_error(forbidding.pidmap("show", kubia, check=False), ExitStatus.FORBIDDEN,
                   "exec into pod is forbidden")
 
 
-def test_node_namespace_option_filters_the_node_pods(sandbox: Sandbox, kubia: str) -> None:
+def test_node_namespace_option_filters_the_node_pods(sandbox: Sandbox, kubia: str,
+                                                     module_namespace: str) -> None:
     node = sandbox.pod(kubia)["spec"]["nodeName"]
-    sandbox.kubectl("create", "namespace", "pf-node-ns", check=False)
     everywhere = json.loads(sandbox.pidmap("node", node, "-o", "json").stdout)
-    only = json.loads(sandbox.pidmap("node", node, "-n", "pf-node-ns", "-o", "json").stdout)
+    only = json.loads(sandbox.pidmap("node", node, "-n", module_namespace, "-o", "json").stdout)
     default = json.loads(sandbox.pidmap("node", node, "-n", "default", "-o", "json").stdout)
     expected = json.loads(sandbox.kubectl("get", "pods", "-n", "default", "--field-selector",
                                           f"spec.nodeName={node}", "-o", "json").stdout)["items"]
-    assert only == []
+    in_ours = json.loads(sandbox.kubectl("get", "pods", "-n", module_namespace, "--field-selector",
+                                         f"spec.nodeName={node}", "-o", "json").stdout)["items"]
+    assert sorted(m["pod"] for m in only) == sorted(p["metadata"]["name"] for p in in_ours)
+    assert {m["namespace"] for m in only} <= {module_namespace}
     assert sorted(m["pod"] for m in default) == sorted(p["metadata"]["name"] for p in expected)
     assert kubia in [m["pod"] for m in default] and {m["namespace"] for m in default} == {"default"}
     in_default = sorted(m["pod"] for m in everywhere if m["namespace"] == "default")

@@ -43,9 +43,10 @@ def _cmdline(pid: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def hostile(sandbox: Sandbox) -> dict[str, object]:
+def hostile(sandbox: Sandbox) -> Iterator[dict[str, object]]:
     sandbox.kubectl("apply", "-f", "-", input=json.dumps(HOSTILE_POD))
-    return sandbox.wait_phase("tr-hostile-cmdline", {"Running"})
+    yield sandbox.wait_phase("tr-hostile-cmdline", {"Running"})
+    sandbox.kubectl("delete", "pod", "tr-hostile-cmdline", "--wait=true")
 
 
 def test_hostile_command_line_is_escaped_in_human_output_and_exact_in_json(
@@ -100,7 +101,7 @@ def _lying_pod(sandbox: Sandbox, manifest: dict[str, object], name: str) -> Iter
         yield pod
         assert _node_sh(pod) == node_sh  # the node's own sh was never touched
     finally:
-        sandbox.kubectl("delete", "pod", name, "--wait=false", check=False)
+        sandbox.kubectl("delete", "pod", name, "--wait=true", check=False)
 
 
 def _node_sh(pod: dict[str, object]) -> tuple[str, int]:

@@ -109,11 +109,11 @@ def test_whois_plain_answers_for_node_init_host_process_and_pause(
     doc = json.loads(_whois(sandbox, str(os.getpid()), "-o", "json").stdout)
     assert (doc["kind"], doc["node"], doc["pod"]) == ("host", None, None)
     uid = running_examples["sidecar"]["metadata"]["uid"]
-    pause = [
-        int(p)
-        for p in subprocess.run(["pgrep", "-x", "pause"], capture_output=True, text=True).stdout.split()
-        if f"pod{uid}" in Path(f"/proc/{p}/cgroup").read_text()
-    ]
+    # From the kernel's cgroups (other suites' pause processes come and go on a shared machine:
+    # one that exits after pgrep listed it is simply not this pod's).
+    named_pause = {int(p) for p in subprocess.run(["pgrep", "-x", "pause"], capture_output=True,
+                                                  text=True).stdout.split()}
+    pause = [pid for pid, cgroup in cgroups().items() if pid in named_pause and f"pod{uid}" in cgroup]
     assert len(pause) == 1
     doc = json.loads(_whois(sandbox, str(pause[0]), "-o", "json").stdout)
     assert (doc["kind"], doc["pod"], doc["container"]) == ("pod-sandbox", "sidecar", None)
@@ -221,7 +221,8 @@ def test_show_all_namespaces_maps_every_pod_without_exec(
         assert lasting and all(mapped.get(pid) == name for pid, name in lasting.items()), doc["pod"]
 
 
-def _watch(box: Sandbox, pod: str, count: int, interval: float = 1.0) -> subprocess.Popen[str]:
+def _watch(box: Sandbox, pod: str, count: int, interval: float = 1.0,
+           namespace: str = "default") -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -229,6 +230,8 @@ def _watch(box: Sandbox, pod: str, count: int, interval: float = 1.0) -> subproc
             "pidmap",
             "watch",
             pod,
+            "-n",
+            namespace,
             "-o",
             "json",
             "--interval",
@@ -240,6 +243,8 @@ def _watch(box: Sandbox, pod: str, count: int, interval: float = 1.0) -> subproc
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ended with SIGINT (_until): a suite started in the background inherits SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -266,14 +271,28 @@ def _first_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
     return doc
 
 
-def _rest(proc: subprocess.Popen[str]) -> list[dict[str, Any]]:
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    return [json.loads(line) for line in out.splitlines()]
+def _until(proc: subprocess.Popen[str], kind: str, timeout: float = 120) -> list[dict[str, Any]]:
+    """The watch's frames up to the first with a change of ``kind`` (or a ``kind`` event), then the
+    watch is ended as Ctrl-C ends it (exit 0). However slow the machine, the event is waited for,
+    not assumed to come within a fixed number of refreshes."""
+    frames: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not any(f["event"] == kind or any(c["kind"] == kind for c in f["changes"]) for f in frames):
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {kind} within {timeout:g}s: {frames}"
+            line = _readline(proc, left)
+            assert line, f"the watch ended before any {kind}: {frames}"
+            frames.append(json.loads(line))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    return frames
 
 
 def test_watch_sees_a_new_process(sandbox: Sandbox, running_examples: Pods) -> None:
-    proc = _watch(sandbox, "kubia-manual", count=4)
+    proc = _watch(sandbox, "kubia-manual", count=1000)
     assert _first_line(proc)["event"] == "initial"
     sleeper = subprocess.Popen(
         ["kubectl", "exec", "kubia-manual", "--", "sleep", "30"],
@@ -282,7 +301,7 @@ def test_watch_sees_a_new_process(sandbox: Sandbox, running_examples: Pods) -> N
         stderr=subprocess.DEVNULL,
     )
     try:
-        events = _rest(proc)
+        events = _until(proc, "appeared")
         appeared = [c for e in events for c in e["changes"] if c["kind"] == "appeared"]
         sleep = next((c for c in appeared if c["command"] == "sleep 30"), None)
         assert sleep is not None, events
@@ -293,29 +312,33 @@ def test_watch_sees_a_new_process(sandbox: Sandbox, running_examples: Pods) -> N
         sleeper.wait()
 
 
-def test_watch_sees_a_container_restart(sandbox: Sandbox, running_examples: Pods) -> None:
-    pod = sandbox.pod("sidecar")
+# The two tests that restart or delete a pod do it to their own copy, in the module's namespace: the
+# shared running examples (and every fixture holding their statuses) stay as they were.
+
+def test_watch_sees_a_container_restart(sandbox: Sandbox, module_namespace: str) -> None:
+    pod = sandbox.apply_example("sidecar.yaml", namespace=module_namespace)
     assert pod["spec"].get("restartPolicy", "Always") == "Always"
     truth = _host_processes_of(_container_ids(pod))
     pid1 = next(pid for pid, name in truth.items() if name == "log-tailer" and nspid(pid)[-1] == 1)
-    proc = _watch(sandbox, "sidecar", count=5)
+    proc = _watch(sandbox, "sidecar", count=1000, namespace=module_namespace)
     _first_line(proc)
     os.kill(pid1, 9)
-    events = _rest(proc)
+    events = _until(proc, "restarted")
     restarted = [c for e in events for c in e["changes"] if c["kind"] == "restarted"]
     assert [c["container"] for c in restarted][:1] == ["log-tailer"], events
-    after = sandbox.pod("sidecar")
+    after = sandbox.pod("sidecar", module_namespace)
     tailer = next(s for s in after["status"]["containerStatuses"] if s["name"] == "log-tailer")
     assert tailer["restartCount"] >= 1
+    sandbox.kubectl("delete", "pod", "sidecar", "-n", module_namespace, "--wait=true")
 
 
-def test_watch_sees_a_deleted_pod(sandbox: Sandbox, running_examples: Pods) -> None:
-    proc = _watch(sandbox, "ambassador", count=5)
+def test_watch_sees_a_deleted_pod(sandbox: Sandbox, module_namespace: str) -> None:
+    sandbox.apply_example("ambassador.yaml", namespace=module_namespace)
+    proc = _watch(sandbox, "ambassador", count=1000, namespace=module_namespace)
     _first_line(proc)
-    sandbox.kubectl("delete", "pod", "ambassador", "--wait=false")
-    events = _rest(proc)
+    sandbox.kubectl("delete", "pod", "ambassador", "-n", module_namespace, "--wait=true")
+    events = _until(proc, "deleted")
     assert any(e["event"] == "deleted" for e in events), events
-    sandbox.apply_example("ambassador.yaml")  # for later tests
 
 
 def test_watch_table_to_a_pipe_then_ctrl_c_exits_zero(

@@ -14,6 +14,7 @@ import pytest
 
 from pidmap.sources import hostprocs
 from pidmap.sources.nodes import docker_client
+from tests.conftest import suite_name
 from tests.fixtures.chain import Chain, start_chain
 from tests.kernel import nspid
 
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.root, pytest.mark.docker]
 
 @pytest.fixture(scope="module")
 def chain() -> Iterator[Chain]:
-    chain = start_chain("pc-it-hostprocs")
+    chain = start_chain(suite_name("it-hostprocs"))
     try:
         yield chain
     finally:

@@ -17,14 +17,17 @@ from pidmap.sources.nodes import (
     docker_client,
     find_node,
 )
+from tests.conftest import suite_name
+from tests.fixtures.chain import IMAGE as chain_image
 from tests.fixtures.chain import Chain, start_chain
 
-pytestmark = [pytest.mark.root, pytest.mark.docker]
+# shared_images: the busybox image of tests/fixtures/chain.py, built once per session, whatever runs first.
+pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.usefixtures("shared_images")]
 
 
 @pytest.fixture(scope="module")
 def chain() -> Iterator[Chain]:
-    chain = start_chain("pc-it-nodes")
+    chain = start_chain(suite_name("it-nodes"))
     try:
         yield chain
     finally:
@@ -44,16 +47,17 @@ def test_find_minikube_node_matches_docker_inspect(chain: Chain) -> None:
 def test_kind_and_k3d_labels() -> None:
     made = []
     try:
-        kind = ["io.x-k8s.kind.cluster=pc-it", "io.x-k8s.kind.role=worker"]
-        for name, labels in (("pc-it-kind-worker", kind),
-                             ("k3d-pc-it-agent-0", ["k3d.cluster=pc-it", "k3d.role=agent"])):
+        cluster = suite_name("it")
+        kind = [f"io.x-k8s.kind.cluster={cluster}", "io.x-k8s.kind.role=worker"]
+        for name, labels in ((f"{cluster}-kind-worker", kind),
+                             (f"k3d-{cluster}-agent-0", [f"k3d.cluster={cluster}", "k3d.role=agent"])):
             argv = ["docker", "run", "-d", "--name", name, "--hostname", name, "--network", "none"]
             for label in labels:
                 argv += ["--label", label]
-            subprocess.run([*argv, "pc-busybox:1", "sleep", "1000"], capture_output=True, check=True)
+            subprocess.run([*argv, chain_image, "sleep", "1000"], capture_output=True, check=True)
             made.append(name)
-        assert find_node(docker_client(), "pc-it-kind-worker").provider == "kind"
-        assert find_node(docker_client(), "k3d-pc-it-agent-0").provider == "k3d"
+        assert find_node(docker_client(), f"{cluster}-kind-worker").provider == "kind"
+        assert find_node(docker_client(), f"k3d-{cluster}-agent-0").provider == "k3d"
     finally:
         for name in made:
             subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
@@ -61,7 +65,7 @@ def test_kind_and_k3d_labels() -> None:
 
 def test_node_that_is_not_a_docker_container() -> None:
     with pytest.raises(NodeNotDockerError) as info:
-        find_node(docker_client(), "pc-no-such-node")
+        find_node(docker_client(), suite_name("no-such-node"))
     assert info.value.status == ExitStatus.DOCKER
     assert "not a Docker container" in info.value.message
 
@@ -104,8 +108,8 @@ def test_scan_in_a_node_whose_shell_hangs_ends_within_its_timeout() -> None:
     from pidmap.errors import DockerError
     from pidmap.sources import hostprocs
 
-    name = f"pf-it-hang-{os.getpid()}"
-    subprocess.run(["docker", "run", "-d", "--name", name, "--network", "none", "pc-busybox:1",
+    name = suite_name(f"it-hang-{os.getpid()}")
+    subprocess.run(["docker", "run", "-d", "--name", name, "--network", "none", chain_image,
                     "sleep", "1000"], capture_output=True, check=True)
     try:
         # `sh` now never answers: what a node stuck on a D-state /proc read looks like from outside.

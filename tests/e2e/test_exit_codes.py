@@ -1,0 +1,153 @@
+"""Exit codes that need the sandbox, each produced through the real CLI in a subprocess.
+
+3 for `node` and `whois --level node` with a node no cluster or engine has; 6 for a 403 on reading
+pods (the sandbox's RBAC stand-in, `pidmap sandbox forbid`); 7 for a node that is no Docker
+container where Docker was asked for; 9 for a shell-less container whose host side cannot be seen,
+and for a node agent that ends before it scans. The codes that need no cluster are in
+test_exit_codes_offline.py; tests/unit/test_exit_code_coverage.py keeps the README's table and the
+tests that produce each code in step.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pidmap.errors import ExitStatus
+from tests.conftest import Pods, Sandbox
+from tests.e2e.test_agent import wait_no_agent
+from tests.kernel import container_init
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.root, pytest.mark.docker]
+
+
+def assert_error(result: subprocess.CompletedProcess[str], status: ExitStatus, message: str) -> list[str]:
+    """Exit ``status``, nothing on stdout, and stderr exactly `error: ...` (containing ``message``)
+    then `hint: ...`: no traceback."""
+    assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert lines[1].startswith("hint: ") and len(lines[1]) > len("hint: "), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines
+
+
+def _cluster_nodes(sandbox: Sandbox) -> list[str]:
+    return sandbox.kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
+
+
+def _docker_names() -> list[str]:
+    return subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True,
+                          check=True).stdout.split()
+
+
+@pytest.fixture(scope="module")
+def ghost(sandbox: Sandbox) -> str:
+    """A node name neither the cluster (kubectl) nor the Docker engine (docker ps) knows."""
+    name = f"{sandbox.name}-ghost"
+    assert name not in _cluster_nodes(sandbox) and name not in _docker_names()
+    return name
+
+
+def test_node_not_in_the_cluster_is_3(sandbox: Sandbox, ghost: str) -> None:
+    lines = assert_error(sandbox.pidmap("node", ghost, check=False), ExitStatus.NOT_FOUND,
+                         f'node "{ghost}" not found')
+    assert "kubectl get nodes" in lines[1]
+
+
+def test_whois_at_node_level_on_an_unknown_node_is_3(sandbox: Sandbox, ghost: str) -> None:
+    lines = assert_error(sandbox.pidmap("whois", "1", "--level", "node", "--node", ghost, check=False),
+                         ExitStatus.NOT_FOUND, f"node {ghost} is not a running node container")
+    # The hint lists the node containers there are: this sandbox's among them (from kubectl).
+    for node in _cluster_nodes(sandbox):
+        assert node in lines[1]
+
+
+def test_node_that_is_no_docker_container_with_via_docker_is_7(sandbox: Sandbox, ghost: str) -> None:
+    # --via docker asks for the node to be read through the engine: no container of that name is
+    # there (docker ps above), so nothing can be read: 7, not a fallback to the container level.
+    assert_error(sandbox.pidmap("node", ghost, "--via", "docker", check=False), ExitStatus.DOCKER,
+                 f"node {ghost} is not a Docker container on this engine")
+
+
+@pytest.fixture(scope="module")
+def shellless(sandbox: Sandbox, module_namespace: str) -> Iterator[str]:
+    """A pod of the pause image (one static binary, no shell) in the module's namespace."""
+    sandbox.kubectl("run", "nosh", "-n", module_namespace, "--image=registry.k8s.io/pause:3.10")
+    sandbox.wait_phase("nosh", {"Running"}, module_namespace)
+    no_sh = sandbox.kubectl("exec", "nosh", "-n", module_namespace, "--", "sh", "-c", "true", check=False)
+    assert no_sh.returncode != 0 and "executable file not found" in no_sh.stderr, no_sh.stderr
+    yield "nosh"
+    sandbox.kubectl("delete", "pod", "nosh", "-n", module_namespace, "--wait=true")
+
+
+def test_no_shell_and_no_host_side_is_9(sandbox: Sandbox, shellless: str, module_namespace: str,
+                                        tmp_path: Path) -> None:
+    # No Docker engine answers, so the node's host side cannot be read; the probe has no shell.
+    env = {**sandbox.env, "DOCKER_HOST": f"unix://{tmp_path}/nobody.sock"}
+    assert_error(sandbox.pidmap("show", shellless, "-n", module_namespace, env=env, check=False),
+                 ExitStatus.EXEC, f'container "{shellless}" has no shell and its processes cannot be seen '
+                 "from the host side either")
+    # The positive control: with the engine, the same pod maps from the host side (exit 0).
+    shown = json.loads(sandbox.pidmap("show", shellless, "-n", module_namespace, "-o", "json").stdout)
+    assert [p["command"] for p in shown["containers"][0]["processes"]] == ["/pause"]
+
+
+def _pods_in(sandbox: Sandbox, namespace: str) -> list[str]:
+    return sandbox.kubectl("get", "pods", "-n", namespace, "-o",
+                           "jsonpath={.items[*].metadata.name}").stdout.split()
+
+
+def test_agent_that_ends_before_it_scans_is_9(sandbox: Sandbox, shellless: str,
+                                              module_namespace: str) -> None:
+    # The pause image has no `sleep` for the agent to run: its pod fails before any scan.
+    before = _pods_in(sandbox, module_namespace)
+    result = sandbox.pidmap("show", shellless, "-n", module_namespace, "--via", "agent",
+                            "--agent-image", "registry.k8s.io/pause:3.10",
+                            "--agent-namespace", module_namespace, check=False, timeout=180)
+    assert_error(result, ExitStatus.EXEC, "ended before it could scan")
+    # pidmap asked for the agent pod's deletion before it exited; the API server finishes it once the
+    # runtime has stopped the pod (grace period 0).
+    wait_no_agent(sandbox, module_namespace)
+    assert _pods_in(sandbox, module_namespace) == before
+
+
+@pytest.fixture
+def forbid(sandbox: Sandbox) -> Iterator[None]:
+    """The sandbox's RBAC stand-in answers reading pods with 403 until the test ends."""
+    sandbox.pidmap("sandbox", "forbid", "--name", sandbox.name, "get:pods", "list:pods", "watch:pods")
+    try:
+        yield
+    finally:
+        sandbox.pidmap("sandbox", "forbid", "--name", sandbox.name)
+
+
+READS = [
+    (["show", "kubia-manual"], "get"),
+    (["show", "--all"], "list"),
+    (["node", "NODE"], "list"),
+    (["watch", "kubia-manual", "--count", "1"], "get"),
+    (["whois", "PID"], "list"),
+]
+
+
+@pytest.mark.parametrize(("argv", "verb"), READS, ids=[" ".join(a) for a, _ in READS])
+def test_reading_pods_forbidden_is_6(sandbox: Sandbox, running_examples: Pods, forbid: None,
+                                     argv: list[str], verb: str) -> None:
+    pod = running_examples["kubia-manual"]
+    (status,) = pod["status"]["containerStatuses"]
+    # A host PID of the pod (from the kernel's cgroups) and its node (from kubectl).
+    fill = {"PID": str(container_init(status["containerID"].split("://", 1)[1])),
+            "NODE": pod["spec"]["nodeName"]}
+    # kubectl, the independent reader, is refused the same way.
+    denied = sandbox.kubectl("get", "pods", *(["kubia-manual"] if verb == "get" else []), check=False)
+    assert denied.returncode != 0 and "(Forbidden)" in denied.stderr, denied.stderr
+    assert f'cannot {verb} resource "pods"' in denied.stderr, denied.stderr
+    lines = assert_error(sandbox.pidmap(*[fill.get(arg, arg) for arg in argv], check=False),
+                         ExitStatus.FORBIDDEN, "reading pod")
+    assert "is forbidden" in lines[0] and f"cannot {verb} resource" in lines[0], lines
