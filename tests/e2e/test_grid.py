@@ -28,12 +28,12 @@ import pytest
 import yaml
 
 from tests import grid
-from tests.conftest import EXAMPLES, Sandbox
+from tests.conftest import EXAMPLES, Sandbox, namespace_for
 from tests.kernel import nspid
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.root, pytest.mark.docker, pytest.mark.tool("dot", "node")]
 
-NAMESPACE = "pidmap-grid"
+NAMESPACE = namespace_for(__name__)  # PIDMAP_TEST_SANDBOX-grid: never shared with another suite
 # Two containers, one with two processes (a child whose PPID is the container's PID 1).
 TWO = """
 apiVersion: v1
