@@ -30,10 +30,12 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from pidmap.sandbox import objects
+from pidmap.sandbox.api import admission, errors, meta, objects, pods, printers, protobuf, selectors
+from pidmap.sandbox.api.errors import ApiError
+from pidmap.sandbox.api.meta import Obj
+from pidmap.sandbox.api.patch import merge_patch, strategic_merge
 from pidmap.sandbox.contracts import ContainerNotFound, ContainerNotRunning, Runtime
 from pidmap.sandbox.layout import ClusterSpec, StatePaths
-from pidmap.sandbox.objects import ApiError, Obj
 
 log = logging.getLogger("pidmap.sandbox.apiserver")
 
@@ -45,7 +47,7 @@ HISTORY = 10_000  # watch events kept for resourceVersion resumption
 VERSION_INFO = {
     "major": "1",
     "minor": "32",
-    "gitVersion": objects.KUBE_VERSION,
+    "gitVersion": meta.KUBE_VERSION,
     "gitCommit": "67a30c0adcf52bd3f56ff0893ce19966be12991f",
     "gitTreeState": "clean",
     "buildDate": "2025-02-12T21:19:47Z",
@@ -134,7 +136,7 @@ def _openapi_operation(kind: str, operation_id: str) -> Obj:
 # full schema. That is all the schema this server publishes.
 OPENAPI_V1: Obj = {
     "openapi": "3.0.0",
-    "info": {"title": "Kubernetes", "version": objects.KUBE_VERSION},
+    "info": {"title": "Kubernetes", "version": meta.KUBE_VERSION},
     "paths": {
         "/api/v1/namespaces/{namespace}/pods/{name}": {
             "patch": _openapi_operation("Pod", "patchCoreV1NamespacedPod")
@@ -180,8 +182,8 @@ class Store:
         if self.paths.namespaces.exists():
             for namespace in json.loads(self.paths.namespaces.read_text()).get("items", []):
                 self.namespaces[namespace["metadata"]["name"]] = namespace
-        created = objects.timestamp(objects.now_utc())
-        for name in objects.DEFAULT_NAMESPACES:
+        created = meta.timestamp(meta.now_utc())
+        for name in meta.DEFAULT_NAMESPACES:
             self.namespaces.setdefault(name, objects.namespace_object(name, created=created))
 
     def save(self) -> None:
@@ -245,54 +247,22 @@ def _table_version(request: web.Request) -> str | None:
 
 async def _read_json(request: web.Request, *, metadata_protobuf: bool = False) -> Obj:
     """The request body; protobuf only where metadata is all the sandbox needs (namespaces)."""
-    if request.content_type == objects.PROTOBUF:
+    if request.content_type == protobuf.PROTOBUF:
         if metadata_protobuf:
-            return objects.decode_protobuf_metadata_object(await request.read())
+            return protobuf.decode_protobuf_metadata_object(await request.read())
         raise ApiError(
             415,
             "UnsupportedMediaType",
-            f"the sandbox API server accepts this object only as JSON, not {objects.PROTOBUF}",
+            f"the sandbox API server accepts this object only as JSON, not {protobuf.PROTOBUF}",
             {},
         )
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise objects.bad_request(f"the body of the request was in an unknown format: {err}") from err
+        raise errors.bad_request(f"the body of the request was in an unknown format: {err}") from err
     if not isinstance(body, dict):
-        raise objects.bad_request("the body of the request must be a JSON object")
+        raise errors.bad_request("the body of the request must be a JSON object")
     return body
-
-
-def _strategic_merge(target: Any, patch: Any) -> Any:
-    """Strategic merge for what kubectl apply sends on pods: maps merge, named lists merge by name."""
-    if isinstance(patch, dict):
-        if patch.get("$patch") == "replace":
-            return {k: v for k, v in patch.items() if k != "$patch"}
-        result = copy.deepcopy(target) if isinstance(target, dict) else {}
-        for key, value in patch.items():
-            if key.startswith("$"):
-                continue
-            if value is None:
-                result.pop(key, None)
-            else:
-                result[key] = _strategic_merge(result.get(key), value)
-        return result
-    if (
-        isinstance(patch, list)
-        and isinstance(target, list)
-        and all(isinstance(item, dict) and "name" in item for item in [*patch, *target])
-    ):
-        merged = {item["name"]: copy.deepcopy(item) for item in target}
-        order = [item["name"] for item in target]
-        for item in patch:
-            if item.get("$patch") == "delete":
-                merged.pop(item["name"], None)
-                continue
-            if item["name"] not in merged:
-                order.append(item["name"])
-            merged[item["name"]] = _strategic_merge(merged.get(item["name"]), item)
-        return [merged[name] for name in order if name in merged]
-    return copy.deepcopy(patch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,9 +279,9 @@ class ApiServer:
         self.tasks: set[asyncio.Task[None]] = set()
         self.sockets: set[web.WebSocketResponse] = set()
         self.node_created = (
-            objects.timestamp(datetime.datetime.fromtimestamp(paths.cluster.stat().st_mtime, datetime.UTC))
+            meta.timestamp(datetime.datetime.fromtimestamp(paths.cluster.stat().st_mtime, datetime.UTC))
             if paths.cluster.exists()
-            else objects.timestamp(objects.now_utc())
+            else meta.timestamp(meta.now_utc())
         )
 
     # -- app ------------------------------------------------------------------------------------
@@ -389,20 +359,20 @@ class ApiServer:
             if request.path not in UNAUTHENTICATED_PATHS:
                 header = request.headers.get("Authorization", "")
                 if header != f"Bearer {self.token}":
-                    raise objects.unauthorized()
+                    raise errors.unauthorized()
             response = await handler(request)
         except ApiError as err:
             response = _json(err.body(), err.code)
         except web.HTTPNotFound:
             response = _json(
-                objects.status_failure(
+                errors.status_failure(
                     404, "NotFound", "the server could not find the requested resource", {}
                 ),
                 404,
             )
         except web.HTTPMethodNotAllowed as err:
             response = _json(
-                objects.status_failure(
+                errors.status_failure(
                     405,
                     "MethodNotAllowed",
                     f"the server does not allow this method on the requested resource ({err.method})",
@@ -413,7 +383,7 @@ class ApiServer:
         except Exception as err:  # a bug: answer like the real server does, keep serving
             log.exception("%s %s failed", request.method, request.path_qs)
             response = _json(
-                objects.status_failure(500, "InternalError", f"Internal error occurred: {err}", {}), 500
+                errors.status_failure(500, "InternalError", f"Internal error occurred: {err}", {}), 500
             )
         log.info("%s %s -> %s", request.method, request.path_qs, response.status)
         return response
@@ -456,10 +426,10 @@ class ApiServer:
     def _respond(self, request: web.Request, resource: str, obj: Obj, status: int = 200) -> web.Response:
         version = _table_version(request)
         if version is not None:
-            body = objects.table(
+            body = printers.table(
                 resource,
                 [obj],
-                now=objects.now_utc(),
+                now=meta.now_utc(),
                 include_object=request.query.get("includeObject", "Metadata"),
                 resource_version=obj["metadata"].get("resourceVersion", ""),
             )
@@ -475,10 +445,10 @@ class ApiServer:
         selected = [copy.deepcopy(item) for item in items if matches(item)]
         version = _table_version(request)
         if version is not None:
-            body = objects.table(
+            body = printers.table(
                 resource,
                 selected,
-                now=objects.now_utc(),
+                now=meta.now_utc(),
                 include_object=request.query.get("includeObject", "Metadata"),
                 resource_version=str(self.store.revision),
             )
@@ -510,7 +480,7 @@ class ApiServer:
                 try:
                     since_rv = int(since_text)
                 except ValueError as err:
-                    raise objects.bad_request(f"invalid resource version: {since_text}") from err
+                    raise errors.bad_request(f"invalid resource version: {since_text}") from err
                 oldest = self.store.history[0].resource_version if self.store.history else self.store.revision
                 if since_rv < oldest - 1 and since_rv < self.store.revision:
                     raise ApiError(410, "Expired", f"too old resource version: {since_rv} ({oldest})")
@@ -533,10 +503,10 @@ class ApiServer:
                     return
                 obj = event.obj
                 if table_version is not None:
-                    obj = objects.table(
+                    obj = printers.table(
                         resource,
                         [obj],
-                        now=objects.now_utc(),
+                        now=meta.now_utc(),
                         include_object=request.query.get("includeObject", "Metadata"),
                         resource_version=str(event.resource_version),
                         with_columns=first_table,
@@ -577,12 +547,12 @@ class ApiServer:
     def _namespace(self, name: str) -> Obj:
         namespace = self.store.namespaces.get(name)
         if namespace is None:
-            raise objects.not_found("namespaces", name)
+            raise errors.not_found("namespaces", name)
         return namespace
 
     async def list_namespaces(self, request: web.Request) -> web.StreamResponse:
-        labels = objects.parse_label_selector(request.query.get("labelSelector"))
-        fields = objects.parse_field_selector(
+        labels = selectors.parse_label_selector(request.query.get("labelSelector"))
+        fields = selectors.parse_field_selector(
             request.query.get("fieldSelector"), ("metadata.name", "status.phase")
         )
         items = [self.store.namespaces[name] for name in sorted(self.store.namespaces)]
@@ -592,8 +562,8 @@ class ApiServer:
             "NamespaceList",
             items,
             lambda ns: (
-                objects.labels_match(labels, ns["metadata"].get("labels"))
-                and objects.fields_match(fields, ns)
+                selectors.labels_match(labels, ns["metadata"].get("labels"))
+                and selectors.fields_match(fields, ns)
             ),
         )
 
@@ -604,7 +574,7 @@ class ApiServer:
         body = await _read_json(request, metadata_protobuf=True)
         name = str((body.get("metadata") or {}).get("name") or "")
         if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) or len(name) > 63:
-            raise objects.invalid(
+            raise errors.invalid(
                 "Namespace",
                 name,
                 [
@@ -618,8 +588,8 @@ class ApiServer:
                 ],
             )
         if name in self.store.namespaces:
-            raise objects.already_exists("namespaces", name)
-        namespace = objects.namespace_object(name, created=objects.timestamp(objects.now_utc()))
+            raise errors.already_exists("namespaces", name)
+        namespace = objects.namespace_object(name, created=meta.timestamp(meta.now_utc()))
         namespace["metadata"]["labels"].update((body.get("metadata") or {}).get("labels") or {})
         if request.query.get("dryRun"):
             return self._respond(request, "namespaces", namespace, 201)
@@ -639,10 +609,10 @@ class ApiServer:
             )
         if namespace["status"]["phase"] != "Terminating":
             namespace["status"]["phase"] = "Terminating"
-            namespace["metadata"]["deletionTimestamp"] = objects.timestamp(objects.now_utc())
+            namespace["metadata"]["deletionTimestamp"] = meta.timestamp(meta.now_utc())
             self.store.changed("namespaces", "MODIFIED", namespace)
-            pods = [pod for (ns, _), pod in self.store.pods.items() if ns == name]
-            self._spawn(self._finish_namespace(name, [self._begin_pod_delete(pod, None) for pod in pods]))
+            doomed = [pod for (ns, _), pod in self.store.pods.items() if ns == name]
+            self._spawn(self._finish_namespace(name, [self._begin_pod_delete(pod, None) for pod in doomed]))
         return self._respond(request, "namespaces", namespace)
 
     async def _finish_namespace(self, name: str, deletions: list[Awaitable[None]]) -> None:
@@ -677,8 +647,8 @@ class ApiServer:
         return nodes
 
     async def list_nodes(self, request: web.Request) -> web.StreamResponse:
-        labels = objects.parse_label_selector(request.query.get("labelSelector"))
-        fields = objects.parse_field_selector(
+        labels = selectors.parse_label_selector(request.query.get("labelSelector"))
+        fields = selectors.parse_field_selector(
             request.query.get("fieldSelector"), ("metadata.name", "spec.unschedulable")
         )
         return await self._list(
@@ -687,8 +657,8 @@ class ApiServer:
             "NodeList",
             self._nodes(),
             lambda node: (
-                objects.labels_match(labels, node["metadata"]["labels"])
-                and objects.fields_match(fields, node)
+                selectors.labels_match(labels, node["metadata"]["labels"])
+                and selectors.fields_match(fields, node)
             ),
         )
 
@@ -697,28 +667,28 @@ class ApiServer:
         for node in self._nodes():
             if node["metadata"]["name"] == name:
                 return self._respond(request, "nodes", node)
-        raise objects.not_found("nodes", name)
+        raise errors.not_found("nodes", name)
 
     # -- pods -----------------------------------------------------------------------------------
 
     def _pod(self, namespace: str, name: str) -> Obj:
         pod = self.store.pods.get((namespace, name))
         if pod is None:
-            raise objects.not_found("pods", name)
+            raise errors.not_found("pods", name)
         return pod
 
     async def list_pods(self, request: web.Request) -> web.StreamResponse:
         namespace = request.match_info.get("namespace")
         if namespace is not None:
             self._namespace(namespace)
-        labels = objects.parse_label_selector(request.query.get("labelSelector"))
-        fields = objects.parse_field_selector(request.query.get("fieldSelector"), objects.POD_FIELDS)
+        labels = selectors.parse_label_selector(request.query.get("labelSelector"))
+        fields = selectors.parse_field_selector(request.query.get("fieldSelector"), selectors.POD_FIELDS)
 
         def matches(pod: Obj) -> bool:
             return (
                 (namespace is None or pod["metadata"]["namespace"] == namespace)
-                and objects.labels_match(labels, pod["metadata"].get("labels"))
-                and objects.fields_match(fields, pod)
+                and selectors.labels_match(labels, pod["metadata"].get("labels"))
+                and selectors.fields_match(fields, pod)
             )
 
         items = [self.store.pods[key] for key in sorted(self.store.pods)]
@@ -732,19 +702,19 @@ class ApiServer:
         namespace = request.match_info["namespace"]
         body = await _read_json(request)
         if body.get("kind", "Pod") != "Pod" or body.get("apiVersion", "v1") != "v1":
-            raise objects.bad_request(
+            raise errors.bad_request(
                 f"the API version in the data ({body.get('apiVersion')}) does not match "
                 "the expected API version (v1)"
             )
         given_namespace = (body.get("metadata") or {}).get("namespace")
         if given_namespace and given_namespace != namespace:
-            raise objects.bad_request(
+            raise errors.bad_request(
                 "the namespace of the provided object does not match the namespace sent on the request"
             )
-        pod = objects.default_pod(body, namespace=namespace, now=objects.now_utc())
-        objects.validate_pod(pod)
+        pod = pods.default_pod(body, namespace=namespace, now=meta.now_utc())
+        pods.validate_pod(pod)
         if namespace not in self.store.namespaces:
-            raise objects.not_found("namespaces", namespace)
+            raise errors.not_found("namespaces", namespace)
         if self.store.namespaces[namespace]["status"]["phase"] == "Terminating":
             raise ApiError(
                 403,
@@ -757,8 +727,8 @@ class ApiServer:
         self._authorize("create", "pods", "", namespace)
         self._admit_pod_security(pod, namespace)
         if (namespace, name) in self.store.pods:
-            raise objects.already_exists("pods", name)
-        node = pod["spec"].get("nodeName") or objects.schedule(
+            raise errors.already_exists("pods", name)
+        node = pod["spec"].get("nodeName") or pods.schedule(
             [(n.name, n.role == "control-plane") for n in self.spec.nodes], self.store.pods.values()
         )
         known_node = node is not None and any(n.name == node for n in self.spec.nodes)
@@ -790,12 +760,12 @@ class ApiServer:
         if self.spec.exec_forbidden:
             rules |= {"create:pods/exec"}
         if f"{verb}:{resource}" in rules:
-            raise objects.forbidden(SANDBOX_USER, verb, resource, name, namespace)
+            raise errors.forbidden(SANDBOX_USER, verb, resource, name, namespace)
 
     def _admit_pod_security(self, pod: Obj, namespace: str) -> None:
         """The PodSecurity admission plugin: the namespace's enforce label against the pod."""
         labels = self.store.namespaces[namespace]["metadata"].get("labels") or {}
-        refusal = objects.pod_security_violation(pod, labels)
+        refusal = admission.pod_security_violation(pod, labels)
         if refusal is not None:
             raise refusal
 
@@ -825,8 +795,8 @@ class ApiServer:
     def _begin_pod_delete(self, pod: Obj, grace: int | None) -> Awaitable[None]:
         """Mark ``pod`` terminating now; the returned coroutine finishes the deletion."""
         grace = pod["spec"].get("terminationGracePeriodSeconds", 30) if grace is None else grace
-        now = objects.now_utc()
-        pod["metadata"]["deletionTimestamp"] = objects.timestamp(now + datetime.timedelta(seconds=grace))
+        now = meta.now_utc()
+        pod["metadata"]["deletionTimestamp"] = meta.timestamp(now + datetime.timedelta(seconds=grace))
         pod["metadata"]["deletionGracePeriodSeconds"] = grace
         self.store.changed("pods", "MODIFIED", pod)
         return self._finish_pod_delete(pod)
@@ -855,12 +825,12 @@ class ApiServer:
                 f"{content_type!r}; use a merge or strategic merge patch",
                 {},
             )
-        patch = await _read_json(request)
+        body = await _read_json(request)
         strategic = content_type == "application/strategic-merge-patch+json"
-        merged = _strategic_merge(pod, patch) if strategic else objects.merge_patch(pod, patch)
+        merged = strategic_merge(pod, body) if strategic else merge_patch(pod, body)
         name = pod["metadata"]["name"]
         if merged.get("spec") != pod["spec"]:
-            raise objects.invalid(
+            raise errors.invalid(
                 "Pod",
                 name,
                 [
@@ -876,10 +846,10 @@ class ApiServer:
                     }
                 ],
             )
-        meta = merged.get("metadata") or {}
+        metadata = merged.get("metadata") or {}
         for fixed in ("name", "namespace", "uid", "creationTimestamp"):
-            if meta.get(fixed) != pod["metadata"].get(fixed):
-                raise objects.invalid(
+            if metadata.get(fixed) != pod["metadata"].get(fixed):
+                raise errors.invalid(
                     "Pod",
                     name,
                     [
@@ -891,13 +861,13 @@ class ApiServer:
                     ],
                 )
         for key in ("labels", "annotations"):
-            values = meta.get(key)
+            values = metadata.get(key)
             if values is not None and not all(isinstance(v, str) for v in values.values()):
-                raise objects.bad_request(f"metadata.{key} values must be strings")
+                raise errors.bad_request(f"metadata.{key} values must be strings")
         if request.query.get("dryRun"):
-            return self._respond(request, "pods", {**pod, "metadata": meta})
+            return self._respond(request, "pods", {**pod, "metadata": metadata})
         # Only metadata changes: the runtime keeps its reference to the same pod dict.
-        pod["metadata"] = meta
+        pod["metadata"] = metadata
         self.store.changed("pods", "MODIFIED", pod)
         return self._respond(request, "pods", pod)
 
@@ -928,11 +898,11 @@ class ApiServer:
                 f"the sandbox API server does not support patches of type {request.content_type!r}",
                 {},
             )
-        patch = await _read_json(request)
+        body = await _read_json(request)
         if request.content_type == "application/strategic-merge-patch+json":
-            merged = _strategic_merge(pod, patch)
+            merged = strategic_merge(pod, body)
         else:
-            merged = objects.merge_patch(pod, patch)
+            merged = merge_patch(pod, body)
         old = pod["spec"].get("ephemeralContainers") or []
         new = (merged.get("spec") or {}).get("ephemeralContainers") or []
         others = {k: v for k, v in (merged.get("spec") or {}).items() if k != "ephemeralContainers"}
@@ -940,7 +910,7 @@ class ApiServer:
             others != {k: v for k, v in pod["spec"].items() if k != "ephemeralContainers"}
             or new[: len(old)] != old
         ):
-            raise objects.invalid(
+            raise errors.invalid(
                 "Pod",
                 name,
                 [
@@ -951,11 +921,11 @@ class ApiServer:
                     }
                 ],
             )
-        taken = set(objects.container_names(pod))
+        taken = set(pods.container_names(pod))
         added = new[len(old) :]
         for container in added:
             if not container.get("name") or container["name"] in taken or not container.get("image"):
-                raise objects.invalid(
+                raise errors.invalid(
                     "Pod",
                     name,
                     [
@@ -993,15 +963,15 @@ class ApiServer:
         stdin, stdout = _truthy(query.get("stdin")), _truthy(query.get("stdout"))
         stderr, tty = _truthy(query.get("stderr")), _truthy(query.get("tty"))
         if not (stdin or stdout or stderr):
-            raise objects.bad_request("you must specify at least 1 of stdin, stdout, stderr")
+            raise errors.bad_request("you must specify at least 1 of stdin, stdout, stderr")
         if not command:
-            raise objects.bad_request("you must specify at least one command for the container")
-        container = query.get("container") or objects.default_container(pod)
-        if container is None or container not in objects.container_names(pod):
-            raise objects.bad_request(f"container {container} is not valid for pod {name}")
+            raise errors.bad_request("you must specify at least one command for the container")
+        container = query.get("container") or pods.default_container(pod)
+        if container is None or container not in pods.container_names(pod):
+            raise errors.bad_request(f"container {container} is not valid for pod {name}")
         phase = pod["status"].get("phase")
         if phase in ("Succeeded", "Failed"):
-            raise objects.bad_request(
+            raise errors.bad_request(
                 f"cannot exec into a container in a completed pod; current phase is {phase}"
             )
         offered = [
@@ -1009,7 +979,7 @@ class ApiServer:
         ]
         protocol = next((p for p in ("v5.channel.k8s.io", "v4.channel.k8s.io") if p in offered), None)
         if protocol is None:
-            raise objects.bad_request(
+            raise errors.bad_request(
                 "the sandbox supports exec only over WebSocket with subprotocol "
                 "v5.channel.k8s.io or v4.channel.k8s.io"
             )
@@ -1018,11 +988,11 @@ class ApiServer:
         try:
             argv = self.runtime.exec_argv(pod, container, list(command))
         except ContainerNotFound as err:
-            raise objects.bad_request(f"container {container} is not valid for pod {name}") from err
+            raise errors.bad_request(f"container {container} is not valid for pod {name}") from err
         except ContainerNotRunning:
             not_running = f'container not found ("{container}")'
             if protocol != "v5.channel.k8s.io":
-                raise objects.bad_request(not_running) from None
+                raise errors.bad_request(not_running) from None
         socket = web.WebSocketResponse(protocols=(protocol,), autoping=True)
         await socket.prepare(request)
         self.sockets.add(socket)
@@ -1030,7 +1000,7 @@ class ApiServer:
             if not_running is not None:
                 await _send_status(
                     socket,
-                    objects.status_failure(
+                    errors.status_failure(
                         500, "InternalError", not_running, {"causes": [{"message": not_running}]}
                     ),
                 )
@@ -1064,12 +1034,12 @@ class ApiServer:
         container = query.get("container")
         if not container:
             if len(names) != 1:
-                raise objects.bad_request(
+                raise errors.bad_request(
                     f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]"
                 )
             container = names[0]
-        if container not in objects.container_names(pod):
-            raise objects.bad_request(f"container {container} is not valid for pod {name}")
+        if container not in pods.container_names(pod):
+            raise errors.bad_request(f"container {container} is not valid for pod {name}")
         log_path = getattr(self.runtime, "log_path", None)
         if log_path is None:
             raise ApiError(405, "MethodNotAllowed", "this sandbox's runtime keeps no container logs", {})
@@ -1077,10 +1047,10 @@ class ApiServer:
         path = log_path(pod, container, previous)
         if path is None:
             if previous:
-                raise objects.bad_request(
+                raise errors.bad_request(
                     f'previous terminated container "{container}" in pod "{name}" not found'
                 )
-            raise objects.bad_request(
+            raise errors.bad_request(
                 f'container "{container}" in pod "{name}" is waiting to start: '
                 f"{self._waiting_reason(pod, container)}"
             )
@@ -1157,7 +1127,7 @@ def _exit_status(code: int, early_stderr: bytes, command: list[str] | None = Non
     failed = _EXEC_FAILED.search(early_stderr) if code != 0 else None
     if failed is not None:
         message = failed.group(1).decode(errors="replace").strip()
-        return objects.status_failure(500, "InternalError", message, {"causes": [{"message": message}]}) | {
+        return errors.status_failure(500, "InternalError", message, {"causes": [{"message": message}]}) | {
             "metadata": {}
         }
     if code == 0:

@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pidmap.sandbox import cgroups, objects
+from pidmap.sandbox import cgroups
+from pidmap.sandbox.api import meta
 from pidmap.sandbox.contracts import ContainerNotFound, ContainerNotRunning, Pod
 from pidmap.sandbox.image import PAUSE, POD_IMAGES, PodImage
 from pidmap.sandbox.layout import ClusterSpec, NodeSpec, StatePaths
@@ -649,8 +650,8 @@ class Kubelet:
             if deadline is None:
                 await self._drive_inner(run)
                 return
-            started = objects.parse_timestamp(run.pod.get("status", {}).get("startTime"))
-            elapsed = (objects.now_utc() - started).total_seconds() if started else 0.0
+            started = meta.parse_timestamp(run.pod.get("status", {}).get("startTime"))
+            elapsed = (meta.now_utc() - started).total_seconds() if started else 0.0
             try:
                 await asyncio.wait_for(self._drive_inner(run), max(0.0, float(deadline) - elapsed))
             except TimeoutError:
@@ -670,7 +671,7 @@ class Kubelet:
         with contextlib.suppress(NodeLost):
             await self._teardown(run, remove=False)
         status = run.pod["status"]
-        moment = objects.timestamp(objects.now_utc())
+        moment = meta.timestamp(meta.now_utc())
         for key in ("containerStatuses", "initContainerStatuses"):
             for entry in status.get(key) or []:
                 state = entry.get("state", {})
@@ -700,7 +701,7 @@ class Kubelet:
             "hostIPs": [{"ip": f"172.18.0.{run.node_index + 2}"}],
             "podIP": run.pod_ip,
             "podIPs": [{"ip": run.pod_ip}],
-            "startTime": status.get("startTime") or objects.timestamp(objects.now_utc()),
+            "startTime": status.get("startTime") or meta.timestamp(meta.now_utc()),
             "qosClass": status.get("qosClass") or qos_class(run.pod),
         })
         for container in [*init_containers, *spec.get("containers", [])]:
@@ -741,7 +742,7 @@ class Kubelet:
         conditions: list[dict[str, Any]] = run.pod["status"].setdefault("conditions", [])
         text = "True" if value else "False"
         existing = next((c for c in conditions if c["type"] == kind), None)
-        moment = objects.timestamp(objects.now_utc())
+        moment = meta.timestamp(meta.now_utc())
         if existing is None:
             existing = {"type": kind, "status": text, "lastProbeTime": None, "lastTransitionTime": moment}
             conditions.append(existing)
@@ -958,7 +959,7 @@ class Kubelet:
             argv += ["--mount", f"type=bind,src={source},dst={destination},options=rbind:rw"]
         argv += [reference, container_id, *container_argv(container, local)]
         await runtime.node_exec("mkdir", "-p", log_file.rsplit("/", 1)[0])
-        started_at = objects.timestamp(objects.now_utc())
+        started_at = meta.timestamp(meta.now_utc())
         # Before the start, so that an exit at once is not missed; armed for reconcile once it runs.
         exit_future = runtime.expect_exit(container_id, started=False)
         result = await runtime.ctr(*argv)
@@ -1002,7 +1003,7 @@ class Kubelet:
         full_id = f"containerd://{container_id}"
         terminated: dict[str, Any] = {
             "exitCode": exit_code, "reason": reason or ("Completed" if exit_code == 0 else "Error"),
-            "startedAt": started_at, "finishedAt": objects.timestamp(objects.now_utc())}
+            "startedAt": started_at, "finishedAt": meta.timestamp(meta.now_utc())}
         if message:
             terminated["message"] = message
         if created:
