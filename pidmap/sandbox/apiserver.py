@@ -34,8 +34,8 @@ from pidmap.sandbox.api import admission, errors, meta, objects, pods, printers,
 from pidmap.sandbox.api.errors import ApiError
 from pidmap.sandbox.api.meta import Obj
 from pidmap.sandbox.api.patch import merge_patch, strategic_merge
+from pidmap.sandbox.cluster.layout import ClusterSpec, StatePaths
 from pidmap.sandbox.contracts import ContainerNotFound, ContainerNotRunning, Runtime
-from pidmap.sandbox.layout import ClusterSpec, StatePaths
 
 log = logging.getLogger("pidmap.sandbox.apiserver")
 

@@ -1,7 +1,7 @@
 """The kubelet stand-in: drives each node's containerd with ``ctr``, as kubelet drives it through CRI.
 
 Every node container runs kind's container runtime (containerd, containerd-shim-runc-v2, runc; see
-image.py). The stand-in reaches it with ``docker exec NODE ctr -n k8s.io ...`` (argv lists only,
+cluster/image.py). The stand-in reaches it with ``docker exec NODE ctr -n k8s.io ...`` (argv lists only,
 every call with a timeout) and does what kubelet asks of CRI:
 
 * RunPodSandbox: one ``registry.k8s.io/pause:3.10`` container per pod owning the pod's network, IPC
@@ -36,11 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pidmap.sandbox import cgroups
 from pidmap.sandbox.api import meta
+from pidmap.sandbox.cluster import cgroups
+from pidmap.sandbox.cluster.image import PAUSE, POD_IMAGES, PodImage
+from pidmap.sandbox.cluster.layout import ClusterSpec, NodeSpec, StatePaths
 from pidmap.sandbox.contracts import ContainerNotFound, ContainerNotRunning, Pod
-from pidmap.sandbox.image import PAUSE, POD_IMAGES, PodImage
-from pidmap.sandbox.layout import ClusterSpec, NodeSpec, StatePaths
 
 log = logging.getLogger("pidmap.sandbox.kubelet")
 

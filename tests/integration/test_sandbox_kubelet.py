@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from pidmap.sandbox import cluster, image, layout
+from pidmap.sandbox.cluster import image, layout, lifecycle
+from pidmap.sandbox.cluster.layout import ClusterSpec, NodeSpec, StatePaths
 from pidmap.sandbox.contracts import ContainerNotFound, ContainerNotRunning
 from pidmap.sandbox.kubelet import (
     IMAGE_UNAVAILABLE,
@@ -30,7 +31,6 @@ from pidmap.sandbox.kubelet import (
     pod_phase,
     qos_class,
 )
-from pidmap.sandbox.layout import ClusterSpec, NodeSpec, StatePaths
 from tests.conftest import docker_answers
 from tests.kernel import nspid, pids_in_cgroup
 
@@ -54,8 +54,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     (state / "kind").mkdir()
     (state / "minikube").symlink_to("kind")
     try:
-        cluster.run_node(client, layout.NODE_IMAGE, name, {layout.OWNER_LABEL: name}, state / "kind" / "logs")
-        cluster.prepare_node(name, archive)
+        lifecycle.run_node(client, layout.NODE_IMAGE, name, {layout.OWNER_LABEL: name},
+                           state / "kind" / "logs")
+        lifecycle.prepare_node(name, archive)
         yield name, state
     finally:
         subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False)

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from pidmap.sandbox import apiserver, layout
+from pidmap.sandbox import apiserver
 from pidmap.sandbox.api import admission, errors, meta, objects, patch, pods, printers, protobuf, selectors
 from pidmap.sandbox.api.errors import ApiError
+from pidmap.sandbox.cluster import layout
 
 NOW = datetime.datetime(2026, 1, 10, 12, 0, 0, tzinfo=datetime.UTC)
 

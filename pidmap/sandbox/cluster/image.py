@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pidmap.errors import DockerError, SandboxError
-from pidmap.sandbox import layout
+from pidmap.sandbox.cluster import layout
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox", "/usr/local/bin/busybox")
 # The container runtime of a kind node, at the paths kind's node image has them.
