@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from pidmap.sandbox import apiserver
 from pidmap.sandbox.api import admission, errors, meta, objects, patch, pods, printers, protobuf, selectors
 from pidmap.sandbox.api.errors import ApiError
+from pidmap.sandbox.apiserver import exec_stream
 from pidmap.sandbox.cluster import layout
+from pidmap.sandbox.kubelet.ctr import exec_failure
 
 NOW = datetime.datetime(2026, 1, 10, 12, 0, 0, tzinfo=datetime.UTC)
 
@@ -127,16 +128,23 @@ def test_status_objects_have_the_real_shape() -> None:
 
 
 def test_exit_status_frames() -> None:
-    assert apiserver._exit_status(0, b"") == {"metadata": {}, "status": "Success"}
-    failure = apiserver._exit_status(3, b"")
+    assert exec_stream.exit_status(0) == {"metadata": {}, "status": "Success"}
+    failure = exec_stream.exit_status(3, ["sh", "-c", "exit 3"])
     assert failure["reason"] == "NonZeroExitCode"
     assert failure["details"]["causes"] == [{"reason": "ExitCode", "message": "3"}]
-    missing = apiserver._exit_status(1, b'ctr: OCI runtime exec failed: exec failed: unable to start '
-                                        b'container process: exec: "nope": executable file not found in '
-                                        b'$PATH: unknown\n')
-    assert missing["status"] == "Failure" and "executable file not found in $PATH" in missing["message"]
+    assert "[sh -c exit 3], exit code 3" in failure["message"]
+
+
+def test_the_runtime_names_an_exec_it_could_not_start() -> None:
+    # ctr's words for a command runc cannot start become ExecFailed's message in the ctr runtime;
+    # the API server never reads them.
+    missing = exec_failure(b'ctr: OCI runtime exec failed: exec failed: unable to start '
+                           b'container process: exec: "nope": executable file not found in '
+                           b'$PATH: unknown\n')
+    assert missing is not None and missing.startswith("OCI runtime exec failed:")
+    assert "executable file not found in $PATH" in missing
     # The same exit code from the user's own command is just an exit code.
-    assert apiserver._exit_status(127, b"sh: nope: not found\n")["details"]["causes"][0]["message"] == "127"
+    assert exec_failure(b"sh: nope: not found\n") is None
 
 
 # ---------------------------------------------------------------------------- defaulting, validation
