@@ -41,11 +41,14 @@ class FakeRuntime:
         self.stopped = 0
         self._runs: dict[str, asyncio.Future[int]] = {}
         self._names: dict[str, str] = {}
+        self._by_uid: dict[str, str] = {}
 
     async def run_pod_sandbox(self, pod: PodSandboxConfig, current: str = "") -> str:
+        current = current or self._by_uid.get(pod.uid, "")  # as containerd is asked by the pod's uid
         if current and current in self.sandboxes:
             return current
         self.sandboxes.append(f"sandbox-{len(self.sandboxes)}")
+        self._by_uid[pod.uid] = self.sandboxes[-1]
         return self.sandboxes[-1]
 
     async def start(self, sandbox_id: str, pod: PodSandboxConfig, container: ContainerConfig) -> Started:
@@ -66,7 +69,8 @@ class FakeRuntime:
         return await asyncio.shield(self._runs[container_id])
 
     async def status(self, *container_ids: str) -> set[str]:
-        return {i for i in container_ids if i in self._runs and not self._runs[i].done()}
+        live = {i for i, future in self._runs.items() if not future.done()} | set(self.sandboxes)
+        return live & set(container_ids)
 
     def exec(self, container_id: str, command: list[str]) -> ExecProcess:
         raise NotImplementedError
@@ -363,8 +367,43 @@ def test_a_lost_node_makes_the_pod_unknown_and_its_return_resumes_it() -> None:
         assert status_of(pod, "app")["ready"] is False
         await until(lambda: worker.task is not None and worker.task.done(), "the worker to stop")
         worker.resume()  # the node answers: its running container is adopted, not started again
-        await until(lambda: pod["status"].get("phase") == "Running", "Running again")
-        assert runtime.started == ["app"] and "reason" not in pod["status"]
+        await until(lambda: status_of(pod, "app")["ready"], "the container adopted and ready again")
+        assert runtime.started == ["app"] and len(runtime.sandboxes) == 1 and "reason" not in pod["status"]
+        assert status_of(pod, "app")["restartCount"] == 0 and worker.containers["app"].running
         assert recorder.phases() == ["Pending", "Running", "Unknown", "Running"]
 
     scenario(pod, runtime, body)
+
+
+def test_a_worker_for_a_pod_read_back_from_the_store_adopts_its_running_container() -> None:
+    """The API server restarted: a new worker gets the stored pod; the runtime still runs it."""
+    pod = make_pod([app()])
+    runtime = FakeRuntime()
+
+    async def main() -> None:
+        recorder, sleeps = Recorder(), list[float]()
+        first = worker_for(pod, runtime, recorder, sleeps)
+        first.start()
+        await until(lambda: status_of(pod, "app").get("ready"), "the first worker's container")
+        assert first.task is not None
+        first.task.cancel()  # the server stops; the container runs on in the runtime
+        await asyncio.gather(first.task, return_exceptions=True)
+        stored = copy.deepcopy(pod)
+        worker = worker_for(stored, runtime, recorder, sleeps)
+        worker.adopt()
+        # Before the runtime confirms it, the stored container counts as adopting (exec may go to it).
+        assert worker.containers["app"].adopting and not worker.containers["app"].running
+        worker.start()
+        try:
+            await until(lambda: worker.containers["app"].running, "the container adopted")
+            assert not worker.containers["app"].adopting
+            assert runtime.started == ["app"] and len(runtime.sandboxes) == 1
+            assert status_of(stored, "app")["restartCount"] == 0
+            runtime.finish("app", 0)  # and its exit is still the worker's to see: restarted (Always)
+            await until(lambda: runtime.started == ["app", "app"], "the restart")
+        finally:
+            assert worker.task is not None
+            worker.task.cancel()
+            await asyncio.gather(worker.task, return_exceptions=True)
+
+    asyncio.run(main())

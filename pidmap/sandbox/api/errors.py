@@ -64,7 +64,6 @@ def forbidden(user: str, verb: str, resource: str, name: str, namespace: str) ->
     return ApiError(403, "Forbidden", message, {"name": name, "kind": kind})
 
 
-
 def invalid(kind: str, name: str, causes: list[Obj]) -> ApiError:
     summary = ", ".join(f"{cause['field']}: {cause['message']}" for cause in causes)
     message = (

@@ -15,8 +15,6 @@ DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 
 
-
-
 def now_utc() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 

@@ -116,8 +116,6 @@ OPENAPI_V1: Obj = {
 OPENAPI_V1_HASH = hashlib.sha512(json.dumps(OPENAPI_V1, sort_keys=True).encode()).hexdigest().upper()
 
 
-
-
 async def health(_request: web.Request) -> web.Response:
     return web.Response(text="ok")
 

@@ -50,8 +50,6 @@ async def read_json(request: web.Request, *, metadata_protobuf: bool = False) ->
     return body
 
 
-
-
 def table(
     request: web.Request, version: str, resource: str, objs: list[Obj], resource_version: str,
     with_columns: bool = True,

@@ -571,8 +571,6 @@ class ApiServer:
         task.add_done_callback(self.tasks.discard)
 
 
-
-
 async def serve(spec: ClusterSpec, paths: StatePaths, kubelet: Kubelet) -> None:
     """Serve until SIGTERM/SIGINT, then stop cleanly (pods live on in their node containers)."""
     token = paths.token.read_text().strip()

@@ -56,8 +56,6 @@ PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexisten
 GROUP = "root:x:0:\nnogroup:x:65534:\nnobody:x:65534:\n"
 
 
-
-
 def _assets() -> Any:
     return resources.files("pidmap.sandbox").joinpath("assets")
 

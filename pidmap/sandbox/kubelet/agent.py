@@ -127,7 +127,8 @@ class Kubelet:
         if container not in names:
             raise ContainerNotFound(f"container {container} is not valid for pod {pod['metadata']['name']}")
         state: ContainerRun | None = worker.containers.get(container) if worker else None
-        if worker is None or state is None or not state.running or not state.container_id or worker.lost:
+        if (worker is None or state is None or not (state.running or state.adopting) or not state.container_id
+                or worker.lost):
             raise ContainerNotRunning(f"container {container} is not running")
         return self._runtimes[worker.node].exec(state.container_id, command)
 

@@ -294,7 +294,7 @@ class CtrRuntime:
 
     async def run_pod_sandbox(self, pod: PodSandboxConfig, current: str = "") -> str:
         """RunPodSandbox, unless the pod's pause container runs (adopted after a restart)."""
-        await self._prepare()
+        tasks: dict[str, tuple[int, str]] | None = None
         if not current:  # adopting: the pod's sandbox that still runs, if any
             result = await self.ctr(
                 "containers", "ls", "-q", f'labels."io.kubernetes.pod.uid"=={pod.uid},'
@@ -304,11 +304,12 @@ class CtrRuntime:
             running = [i for i in candidates if tasks.get(i, (0, ""))[1] == "RUNNING"]
             current = (running or candidates or [""])[0]
         if current:
-            pid_status = (await self.tasks()).get(current)
+            pid_status = (tasks or await self.tasks()).get(current)
             if pid_status and pid_status[1] == "RUNNING":
                 self._sandbox_pids[current] = pid_status[0]
                 return current
             await self._remove_containers([current])
+        await self._prepare()  # only a new sandbox needs the node's cgroup and images
         if PAUSE.reference not in self.images:
             raise NodeLost(f"{self.node}: containerd has no {PAUSE.reference} (sandbox up imports it)")
         sandbox_id = secrets.token_hex(32)

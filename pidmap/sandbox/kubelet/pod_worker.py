@@ -129,6 +129,9 @@ class ContainerRun:
     container_id: str = ""
     previous_id: str = ""  # the dead container kept for `kubectl logs --previous` (kubelet keeps one)
     running: bool = False
+    # Read back as running from the store (the API server restarted) and not yet confirmed by the
+    # runtime: as on a node whose kubelet restarted, exec goes to the runtime meanwhile.
+    adopting: bool = False
 
 
 class PodWorker:
@@ -178,7 +181,8 @@ class PodWorker:
         for key in STATUS_KEYS.values():
             for entry in status.get(key) or []:
                 container_id = str(entry.get("containerID", "")).removeprefix("containerd://")
-                self.containers[entry["name"]] = ContainerRun(entry["name"], container_id)
+                running = bool(container_id) and "running" in (entry.get("state") or {})
+                self.containers[entry["name"]] = ContainerRun(entry["name"], container_id, adopting=running)
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.drive(), name=f"pod {self.namespace}/{self.name}")
@@ -195,7 +199,7 @@ class PodWorker:
         status["reason"] = "NodeLost"
         status["message"] = f"Node {self.node} which was running pod {self.name} is unresponsive"
         for container in self.containers.values():
-            container.running = False
+            container.running = container.adopting = False
         for key in STATUS_KEYS.values():
             for entry in status.get(key) or []:
                 entry["ready"] = False
@@ -434,6 +438,7 @@ class PodWorker:
         entry = self._entry(name, kind)
         if state.container_id and "running" in entry.get("state", {}):
             running = await self.runtime.status(state.container_id, self.sandbox_id)
+            state.adopting = False
             started_at = entry["state"]["running"]["startedAt"]
             if state.container_id in running and self.sandbox_id in running:
                 state.running = True
