@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 OUTPUTS = ("table", "wide", "json", "yaml", "tree", "dot", "mermaid")
 
 # Subcommands imported only when used: name -> (module, attribute, the one-line help --help shows).
+# The one place the core names the sandbox, as a string: pidmap.cli is held by the import-linter
+# contract "The core never imports the sandbox" (pyproject.toml), and --help stays click-only.
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "sandbox": ("pidmap.sandbox.cli", "sandbox", "An offline kind/minikube-style cluster: Docker nodes "
                 "running containerd, stand-in API."),

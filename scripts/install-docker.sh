@@ -18,7 +18,7 @@ answers() { docker version --format '{{.Server.Version}}' 2>/dev/null; }
 need_pkgs=()
 command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 command -v docker >/dev/null 2>&1 || need_pkgs+=(docker.io)
-# The node image needs a statically linked busybox (the one pidmap/sandbox/image.py looks for);
+# The node image needs a statically linked busybox (the one pidmap/sandbox/cluster/image.py looks for);
 # Debian's plain `busybox` package is dynamic and does not count.
 static_busybox() {
   local candidate

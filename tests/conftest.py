@@ -261,7 +261,7 @@ def shared_images() -> None:
     on another one (or a sandbox) having run first. Both builds are idempotent."""
     import docker
 
-    from pidmap.sandbox import image
+    from pidmap.sandbox.cluster import image
     from tests.fixtures import chain
 
     image.ensure_image(docker.from_env())

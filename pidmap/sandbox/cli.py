@@ -1,4 +1,4 @@
-"""``pidmap sandbox up|down|status``: parse, one call into pidmap.sandbox.cluster, print."""
+"""``pidmap sandbox up|down|status``: parse, one call into pidmap.sandbox.cluster.lifecycle, print."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 from tabulate import tabulate
 
 from pidmap.errors import SandboxError
-from pidmap.sandbox import cluster, layout
+from pidmap.sandbox.cluster import layout, lifecycle
 
 NAME_HELP = f"Sandbox (cluster) name [default: {layout.DEFAULT_NAME}]."
 DEFAULT_AS_UP = " As for up, ./kind-config.yaml's name: is used when unset."
@@ -56,7 +56,7 @@ def sandbox() -> None:
 def up(name: str | None, flavor: str, config: Path | None, kubeconfig: str | None, forbid_exec: bool,
        forbid: tuple[str, ...]) -> None:
     """Create the sandbox cluster and point kubectl at it."""
-    spec = cluster.up(name, "kind" if flavor == "kind" else "minikube", config, kubeconfig, forbid_exec,
+    spec = lifecycle.up(name, "kind" if flavor == "kind" else "minikube", config, kubeconfig, forbid_exec,
                       click.echo)
     if forbid:
         # Read by the API server on every request: in force before anyone else can use the sandbox's
@@ -68,8 +68,8 @@ def up(name: str | None, flavor: str, config: Path | None, kubeconfig: str | Non
 @click.option("--name", default=None, callback=_valid_name, help=NAME_HELP + DEFAULT_AS_UP)
 def down(name: str | None) -> None:
     """Delete the sandbox: API server, pod processes, cgroups, node containers, context, state."""
-    name = name or cluster.default_name()
-    if not cluster.down(name, click.echo):
+    name = name or lifecycle.default_name()
+    if not lifecycle.down(name, click.echo):
         click.echo(f"Sandbox {name}: nothing to stop")
     else:
         click.echo(f'Deleted sandbox "{name}"')
@@ -79,8 +79,8 @@ def down(name: str | None) -> None:
 @click.option("--name", default=None, callback=_valid_name, help=NAME_HELP + DEFAULT_AS_UP)
 def status(name: str | None) -> None:
     """Show the sandbox's nodes and pods."""
-    name = name or cluster.default_name()
-    report = cluster.status(name)
+    name = name or lifecycle.default_name()
+    report = lifecycle.status(name)
     spec = report.spec
     api = f"running (pid {report.apiserver_pid})" if report.apiserver_pid else "NOT RUNNING"
     click.echo(f"sandbox {spec.name} ({spec.flavor}), API server {spec.server}: {api}")
@@ -103,7 +103,7 @@ def status(name: str | None) -> None:
 @click.argument("rules", nargs=-1, callback=_valid_rules, metavar="[VERB:RESOURCE]...")
 def forbid(name: str | None, rules: tuple[str, ...]) -> None:
     """Answer these requests with 403 from now on, as RBAC would (replaces the rules; none: clear)."""
-    name = name or cluster.default_name()
+    name = name or lifecycle.default_name()
     paths = layout.paths(name)
     if not paths.cluster.exists():
         raise SandboxError(f"sandbox {name} is not up", hint=f"pidmap sandbox up --name {name}")

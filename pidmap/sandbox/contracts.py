@@ -1,18 +1,27 @@
-"""The seam between the stand-in API server (apiserver.py) and the kubelet stand-in (kubelet.py).
+"""The seam between the API server room (pidmap.sandbox.apiserver) and the kubelet room
+(pidmap.sandbox.kubelet), and the typed errors that cross it.
 
 Both live in one background process (``python -m pidmap.sandbox.apiserver --state-dir DIR``), on one
 asyncio loop. The API server owns the pod objects (dicts shaped exactly like Kubernetes' JSON): it
 validates, defaults and schedules them (sets ``spec.nodeName``), stores them, and hands them to the
-runtime. The runtime owns everything real: processes, namespaces, cgroups. It advances the pod's
+kubelet. The kubelet owns everything real: containers, namespaces, cgroups. It advances the pod's
 ``status`` in place and calls ``on_change`` after every change so the store is saved.
+
+Nothing the runtime prints reaches the server as text to parse: a container that does not exist or
+does not run, or a command the runtime cannot start, crosses as one of the exceptions below.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 Pod = dict[str, Any]
+
+# The channels of an exec's output (Kubernetes' remotecommand numbering).
+STDOUT, STDERR = 1, 2
+Send = Callable[[int, bytes], Awaitable[None]]
 
 
 class ContainerNotFound(Exception):
@@ -23,7 +32,37 @@ class ContainerNotRunning(Exception):
     """The container exists but is not running (API: 400 BadRequest, or a v5 channel-3 Failure)."""
 
 
-class Runtime(Protocol):
+class ExecFailed(Exception):
+    """The runtime could not start the exec'd command (runc's ``OCI runtime exec failed: ...``);
+    ``str(err)`` is the message kubelet reports (API: a channel-3 500 InternalError Failure)."""
+
+
+class ExecProcess(Protocol):
+    """One ``kubectl exec``: a command started in a running container, its stdio streamed."""
+
+    async def start(self, *, stdin: bool, tty: bool) -> None:
+        """Start the command (with a terminal: stderr comes merged into stdout)."""
+
+    async def output(self, send: Send) -> None:
+        """Hand each chunk of the command's stdout (STDOUT) and stderr (STDERR) to ``send`` until both end."""
+
+    async def write(self, data: bytes) -> None:
+        """Feed the command's stdin (started with ``stdin=True``)."""
+
+    def close_stdin(self) -> None:
+        """End of input (v5's close frame)."""
+
+    async def wait(self) -> int:
+        """The command's exit code; ExecFailed when the runtime could not start it."""
+
+    async def kill(self) -> None:
+        """Stop the command inside the container (its client went away), and its launcher."""
+
+    async def close(self) -> None:
+        """Release what is left: the launcher, if it still runs."""
+
+
+class Kubelet(Protocol):
     async def start_pod(self, pod: Pod, on_change: Callable[[], None]) -> None:
         """Start driving ``pod`` (already scheduled) through its lifecycle; return at once.
 
@@ -35,13 +74,18 @@ class Runtime(Protocol):
     async def delete_pod(self, pod: Pod) -> None:
         """Kill every process of the pod, remove its cgroups; return when they are gone."""
 
-    def exec_argv(self, pod: Pod, container: str, command: list[str]) -> list[str]:
-        """argv to run *on the host, as root* that runs ``command`` inside the container.
+    async def add_ephemeral(self, pod: Pod, container: dict[str, Any]) -> None:
+        """``kubectl debug``: run one more container in the pod (in its target's PID namespace)."""
 
-        The process must land in the container's PID, mount, UTS, IPC and network namespaces and
-        in its cgroup, as ``kubectl exec`` does on a real node. ``command`` is passed as argv
-        only, never through a shell. Raises ContainerNotFound / ContainerNotRunning.
+    def exec(self, pod: Pod, container: str, command: list[str]) -> ExecProcess:
+        """``kubectl exec``: ``command`` (argv only, never through a shell), not started yet.
+
+        The process lands in the container's PID, mount, UTS, IPC and network namespaces and in its
+        cgroup, as on a real node. Raises ContainerNotFound / ContainerNotRunning.
         """
+
+    def log_path(self, pod: Pod, container: str, previous: bool = False) -> Path | None:
+        """The log file of the container's current (or previous) run; None: it has none."""
 
     def node_ready(self, node: str) -> bool:
         """True while the node's Docker container is running."""

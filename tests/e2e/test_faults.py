@@ -416,15 +416,15 @@ def test_request_timeout_takes_kubectl_durations() -> None:
 def _restart_api_server(box: Sandbox) -> None:
     """A new API server for the sandbox once its old one is dead (the pods are adopted, as after a
     restart), so that the tests which run after this one, in whatever order, have a cluster."""
-    from pidmap.sandbox import cluster
-    from pidmap.sandbox.layout import StatePaths
+    from pidmap.sandbox.cluster import lifecycle
+    from pidmap.sandbox.cluster.layout import StatePaths
 
     paths = StatePaths(box.state_dir)
     deadline = time.monotonic() + 30
-    while cluster.apiserver_pid(paths) is not None:
+    while lifecycle.apiserver_pid(paths) is not None:
         assert time.monotonic() < deadline, "the killed API server is still there"
         time.sleep(0.1)
-    cluster._start_apiserver(paths.load_cluster(), paths, paths.token.read_text().strip())
+    lifecycle._start_apiserver(paths.load_cluster(), paths, paths.token.read_text().strip())
 
 
 def test_api_server_killed_during_the_exec_show_ends_with_notes(faults: Sandbox) -> None:

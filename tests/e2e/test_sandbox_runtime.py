@@ -335,16 +335,16 @@ def test_paused_node_is_not_ready_then_resumes_and_starts_new_pods(private: Sand
 
 
 def test_restarted_api_server_adopts_running_pods(private: Sandbox) -> None:
-    from pidmap.sandbox import cluster
-    from pidmap.sandbox.layout import StatePaths
+    from pidmap.sandbox.cluster import lifecycle
+    from pidmap.sandbox.cluster.layout import StatePaths
 
     private.kubectl("apply", "-f", "-", input=_on(f"{private.name}-control-plane", "pa-adopt"))
     before = container_id(statuses(private.wait_phase("pa-adopt", {"Running"}))["c"])
     paths = StatePaths(private.state_dir)
     old = int(paths.apiserver_pid.read_text())
     os.kill(old, signal.SIGTERM)
-    wait_for(lambda: cluster.apiserver_pid(paths) is None, what="the API server to stop")
-    new = cluster._start_apiserver(paths.load_cluster(), paths, paths.token.read_text().strip())
+    wait_for(lambda: lifecycle.apiserver_pid(paths) is None, what="the API server to stop")
+    new = lifecycle._start_apiserver(paths.load_cluster(), paths, paths.token.read_text().strip())
     assert new != old
     # containerd is the source of truth: the same container, still running, never restarted.
     time.sleep(2)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pidmap.sandbox.certs import write_certificates
-from pidmap.sandbox.kubeconfig import merge_context, remove_context
-from pidmap.sandbox.layout import StatePaths
+from pidmap.sandbox.cluster.certs import write_certificates
+from pidmap.sandbox.cluster.kubeconfig import merge_context, remove_context
+from pidmap.sandbox.cluster.layout import StatePaths
 
 
 def _run(*argv: str, env: dict[str, str] | None = None) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pidmap.errors import ExitStatus
-from pidmap.sandbox import layout
+from pidmap.sandbox.cluster import layout
 from tests.conftest import suite_name
 
 # up runs as root (the non-root case drops to nobody); shared_images: the node image the tests that make
@@ -130,7 +130,7 @@ def test_down_and_status_take_the_name_from_the_kind_config_as_up_does(tmp_path:
 
 
 def test_down_with_an_unreadable_kubeconfig_still_removes_the_rest(tmp_path: Path) -> None:
-    from pidmap.sandbox.layout import ClusterSpec
+    from pidmap.sandbox.cluster.layout import ClusterSpec
 
     name = suite_name(f"badkc-{os.getpid()}")
     kubeconfig = tmp_path / "broken.kubeconfig"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pidmap.sandbox import image, layout
+from pidmap.sandbox.cluster import image, layout
 from tests.conftest import docker_answers
 
 pytestmark = [pytest.mark.docker]

@@ -18,19 +18,13 @@ from typing import Any
 
 import pytest
 
-from pidmap.sandbox import cluster, image, layout
-from pidmap.sandbox.contracts import ContainerNotFound, ContainerNotRunning
-from pidmap.sandbox.kubelet import (
-    IMAGE_UNAVAILABLE,
-    Kubelet,
-    backoff_delay,
-    container_cgroup,
-    normalize_image,
-    pod_cgroup,
-    pod_phase,
-    qos_class,
-)
-from pidmap.sandbox.layout import ClusterSpec, NodeSpec, StatePaths
+from pidmap.sandbox.cluster import image, layout, lifecycle
+from pidmap.sandbox.cluster.layout import ClusterSpec, NodeSpec, StatePaths
+from pidmap.sandbox.contracts import STDOUT, ContainerNotFound, ContainerNotRunning
+from pidmap.sandbox.kubelet.agent import Kubelet
+from pidmap.sandbox.kubelet.ctr import container_cgroup
+from pidmap.sandbox.kubelet.images import IMAGE_UNAVAILABLE, normalize_image
+from pidmap.sandbox.kubelet.pod_worker import backoff_delay, pod_cgroup, pod_phase, qos_class
 from tests.conftest import docker_answers
 from tests.kernel import nspid, pids_in_cgroup
 
@@ -54,8 +48,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     (state / "kind").mkdir()
     (state / "minikube").symlink_to("kind")
     try:
-        cluster.run_node(client, layout.NODE_IMAGE, name, {layout.OWNER_LABEL: name}, state / "kind" / "logs")
-        cluster.prepare_node(name, archive)
+        lifecycle.run_node(client, layout.NODE_IMAGE, name, {layout.OWNER_LABEL: name},
+                           state / "kind" / "logs")
+        lifecycle.prepare_node(name, archive)
         yield name, state
     finally:
         subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False)
@@ -98,9 +93,22 @@ def status_of(pod: dict[str, Any], container: str, key: str = "containerStatuses
     return found[0] if found else {"state": {}, "restartCount": 0}
 
 
-def run_exec(kubelet: Kubelet, pod: dict[str, Any], container: str, command: list[str]) -> str:
-    return subprocess.run(kubelet.exec_argv(pod, container, command), capture_output=True, text=True,
-                          check=True, timeout=20).stdout
+async def run_exec(kubelet: Kubelet, pod: dict[str, Any], container: str, command: list[str]) -> str:
+    """The command's stdout, through the kubelet's exec (as the API server streams it)."""
+    process = kubelet.exec(pod, container, command)
+    out = bytearray()
+
+    async def collect(channel: int, chunk: bytes) -> None:
+        if channel == STDOUT:
+            out.extend(chunk)
+
+    await process.start(stdin=False, tty=False)
+    try:
+        await asyncio.wait_for(process.output(collect), 20)
+        assert await process.wait() == 0
+    finally:
+        await process.close()
+    return out.decode()
 
 
 def _ppid(pid: int) -> int:
@@ -177,14 +185,15 @@ def test_kind_cgroup_path_env_args_and_exec(node: tuple[str, Path]) -> None:
         assert (PROC / str(pids[0]) / "cmdline").read_bytes() == b"sleep\x003600\x00"
         log = kubelet.log_path(pod, "main")
         assert log is not None and log.read_text() == "hello $(not expanded) `either`\n"
-        env = run_exec(kubelet, pod, "main", ["env"])
+        env = await run_exec(kubelet, pod, "main", ["env"])
         assert "GREETING=hello $(not expanded) `either`" in env.splitlines()
         # exec lands in the container's PID namespace and cgroup.
-        ps = run_exec(kubelet, pod, "main", ["sh", "-c", "cat /proc/self/cgroup; ps"])
+        ps = await run_exec(kubelet, pod, "main", ["sh", "-c", "cat /proc/self/cgroup; ps"])
         assert cid in ps and re.search(r"^\s*1\s+\S+\s+sleep 3600$", ps, re.MULTILINE), ps
         # While an exec runs, the container's cgroup holds only processes inside the container
         # (three NSpid levels), and the exec'd process is a child of the pod's shim, as on kind.
-        pending = subprocess.Popen(kubelet.exec_argv(pod, "main", ["sleep", "3"]))
+        pending = kubelet.exec(pod, "main", ["sleep", "3"])
+        await pending.start(stdin=False, tty=False)
         try:
             def exec_visible() -> list[int]:
                 return [p for p in pids_in_cgroup(cid)
@@ -197,13 +206,13 @@ def test_kind_cgroup_path_env_args_and_exec(node: tuple[str, Path]) -> None:
                 b"/usr/local/bin/containerd-shim-runc-v2", b"-namespace", b"k8s.io"]
             assert _ppid(pids[0]) == parent
         finally:
-            pending.kill()
-            pending.wait()
+            await pending.kill()
+            await pending.close()
         with pytest.raises(ContainerNotFound):
-            kubelet.exec_argv(pod, "nope", ["true"])
+            kubelet.exec(pod, "nope", ["true"])
         await kubelet.delete_pod(pod)
         with pytest.raises(ContainerNotRunning):
-            kubelet.exec_argv(pod, "main", ["true"])
+            kubelet.exec(pod, "main", ["true"])
         assert not pids_in_cgroup(cid)
         assert not pids_in_cgroup(uid)
 

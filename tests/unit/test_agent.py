@@ -10,7 +10,7 @@ import pytest
 
 from pidmap.cli import kubectl_complete
 from pidmap.model import ProcessTable, RawProcess
-from pidmap.sandbox import objects
+from pidmap.sandbox.api import admission
 from pidmap.sources import agent
 from pidmap.sources.hostprocs import INITIAL_PID_NS, agent_view
 
@@ -41,8 +41,8 @@ def test_manifest_without_ptrace_adds_no_capability() -> None:
 @pytest.mark.parametrize(("enforce", "refused"), [(None, False), ("privileged", False), ("baseline", True),
                                                  ("restricted", True)])
 def test_pod_security_levels_and_the_agent(enforce: str | None, refused: bool) -> None:
-    labels = {objects.PSA_ENFORCE: enforce} if enforce else {}
-    verdict = objects.pod_security_violation(agent.manifest("a", "n", SETTINGS), labels)
+    labels = {admission.PSA_ENFORCE: enforce} if enforce else {}
+    verdict = admission.pod_security_violation(agent.manifest("a", "n", SETTINGS), labels)
     assert (verdict is not None) == refused
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 
-from pidmap.sandbox.kubelet import NodeRuntime
+from pidmap.sandbox.kubelet.ctr import CtrRuntime
 
 
-class Listed(NodeRuntime):
-    """A NodeRuntime whose `ctr tasks ls` answers ``listing`` (id -> (pid, status))."""
+class Listed(CtrRuntime):
+    """A CtrRuntime whose `ctr tasks ls` answers ``listing`` (id -> (pid, status))."""
 
     def __init__(self) -> None:
         super().__init__("node", "docker")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pidmap.sandbox import layout
+from pidmap.sandbox.cluster import layout
 
 BAD = ["/", "..", ".", "", "a/b", "../x", "UPPER", "-lead", "trail-", "a b", "x;rm -rf /", "a" * 51]
 

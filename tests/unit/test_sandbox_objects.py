@@ -14,14 +14,17 @@ from typing import Any
 
 import pytest
 
-from pidmap.sandbox import apiserver, layout, objects
-from pidmap.sandbox.objects import ApiError
+from pidmap.sandbox.api import admission, errors, meta, objects, patch, pods, printers, protobuf, selectors
+from pidmap.sandbox.api.errors import ApiError
+from pidmap.sandbox.apiserver import exec_stream
+from pidmap.sandbox.cluster import layout
+from pidmap.sandbox.kubelet.ctr import exec_failure
 
 NOW = datetime.datetime(2026, 1, 10, 12, 0, 0, tzinfo=datetime.UTC)
 
 
 def ago(seconds: float) -> str:
-    return objects.timestamp(NOW - datetime.timedelta(seconds=seconds))
+    return meta.timestamp(NOW - datetime.timedelta(seconds=seconds))
 
 
 # ---------------------------------------------------------------------------------------------- time
@@ -50,7 +53,7 @@ def ago(seconds: float) -> str:
     ],
 )
 def test_human_duration_matches_apimachinery(seconds: int, text: str) -> None:
-    assert objects.human_duration(seconds) == text
+    assert meta.human_duration(seconds) == text
 
 
 # ----------------------------------------------------------------------------------------- selectors
@@ -75,12 +78,12 @@ def test_human_duration_matches_apimachinery(seconds: int, text: str) -> None:
     ],
 )
 def test_label_selectors(selector: str, labels: dict[str, str], expected: bool) -> None:
-    assert objects.labels_match(objects.parse_label_selector(selector), labels) is expected
+    assert selectors.labels_match(selectors.parse_label_selector(selector), labels) is expected
 
 
 def test_a_label_selector_that_cannot_parse_is_400() -> None:
     with pytest.raises(ApiError) as caught:
-        objects.parse_label_selector("app in a")
+        selectors.parse_label_selector("app in a")
     assert caught.value.code == 400
 
 
@@ -90,13 +93,13 @@ def test_field_selectors_on_pods() -> None:
         "spec": {"nodeName": "n1"},
         "status": {"phase": "Running"},
     }
-    match = objects.fields_match
-    parse = objects.parse_field_selector
-    assert match(parse("spec.nodeName=n1,metadata.namespace==ns", objects.POD_FIELDS), pod)
-    assert not match(parse("status.phase!=Running", objects.POD_FIELDS), pod)
-    assert match(parse("spec.nodeName=", objects.POD_FIELDS), {"metadata": {}, "spec": {}})  # unscheduled
+    match = selectors.fields_match
+    parse = selectors.parse_field_selector
+    assert match(parse("spec.nodeName=n1,metadata.namespace==ns", selectors.POD_FIELDS), pod)
+    assert not match(parse("status.phase!=Running", selectors.POD_FIELDS), pod)
+    assert match(parse("spec.nodeName=", selectors.POD_FIELDS), {"metadata": {}, "spec": {}})  # unscheduled
     with pytest.raises(ApiError) as caught:
-        parse("spec.bogus=1", objects.POD_FIELDS)
+        parse("spec.bogus=1", selectors.POD_FIELDS)
     assert caught.value.code == 400 and caught.value.message == "field label not supported: spec.bogus"
 
 
@@ -104,7 +107,7 @@ def test_field_selectors_on_pods() -> None:
 
 
 def test_status_objects_have_the_real_shape() -> None:
-    body = objects.not_found("pods", "x").body()
+    body = errors.not_found("pods", "x").body()
     assert body == {
         "kind": "Status",
         "apiVersion": "v1",
@@ -115,26 +118,33 @@ def test_status_objects_have_the_real_shape() -> None:
         "details": {"name": "x", "kind": "pods"},
         "code": 404,
     }
-    forbidden = objects.forbidden("u", "create", "pods/exec", "p", "ns").body()
+    forbidden = errors.forbidden("u", "create", "pods/exec", "p", "ns").body()
     assert forbidden["message"] == (
         'pods "p" is forbidden: User "u" cannot create resource "pods/exec" '
         'in API group "" in the namespace "ns"'
     )
     assert forbidden["details"] == {"name": "p", "kind": "pods"} and forbidden["code"] == 403
-    assert objects.unauthorized().body()["reason"] == "Unauthorized"
+    assert errors.unauthorized().body()["reason"] == "Unauthorized"
 
 
 def test_exit_status_frames() -> None:
-    assert apiserver._exit_status(0, b"") == {"metadata": {}, "status": "Success"}
-    failure = apiserver._exit_status(3, b"")
+    assert exec_stream.exit_status(0) == {"metadata": {}, "status": "Success"}
+    failure = exec_stream.exit_status(3, ["sh", "-c", "exit 3"])
     assert failure["reason"] == "NonZeroExitCode"
     assert failure["details"]["causes"] == [{"reason": "ExitCode", "message": "3"}]
-    missing = apiserver._exit_status(1, b'ctr: OCI runtime exec failed: exec failed: unable to start '
-                                        b'container process: exec: "nope": executable file not found in '
-                                        b'$PATH: unknown\n')
-    assert missing["status"] == "Failure" and "executable file not found in $PATH" in missing["message"]
+    assert "[sh -c exit 3], exit code 3" in failure["message"]
+
+
+def test_the_runtime_names_an_exec_it_could_not_start() -> None:
+    # ctr's words for a command runc cannot start become ExecFailed's message in the ctr runtime;
+    # the API server never reads them.
+    missing = exec_failure(b'ctr: OCI runtime exec failed: exec failed: unable to start '
+                           b'container process: exec: "nope": executable file not found in '
+                           b'$PATH: unknown\n')
+    assert missing is not None and missing.startswith("OCI runtime exec failed:")
+    assert "executable file not found in $PATH" in missing
     # The same exit code from the user's own command is just an exit code.
-    assert apiserver._exit_status(127, b"sh: nope: not found\n")["details"]["causes"][0]["message"] == "127"
+    assert exec_failure(b"sh: nope: not found\n") is None
 
 
 # ---------------------------------------------------------------------------- defaulting, validation
@@ -150,7 +160,7 @@ def _pod(**spec: Any) -> dict[str, Any]:
 
 
 def test_defaults_are_the_api_servers() -> None:
-    pod = objects.default_pod(
+    pod = pods.default_pod(
         _pod(initContainers=[{"name": "i", "image": "busybox:1.36"}]), namespace="ns", now=NOW
     )
     assert pod["metadata"]["namespace"] == "ns" and pod["metadata"]["uid"]
@@ -195,31 +205,31 @@ def test_defaults_are_the_api_servers() -> None:
 )
 def test_invalid_pods_are_422(pod: dict[str, Any], field: str) -> None:
     with pytest.raises(ApiError) as caught:
-        objects.validate_pod(pod)
+        pods.validate_pod(pod)
     assert caught.value.code == 422 and caught.value.reason == "Invalid"
     assert field in [cause["field"] for cause in (caught.value.details or {})["causes"]]
 
 
 def test_scheduling_spreads_over_workers() -> None:
     nodes = [("cp", True), ("w2", False), ("w1", False)]
-    assert objects.schedule(nodes, []) == "w1"  # ties by name
-    assert objects.schedule(nodes, [{"spec": {"nodeName": "w1"}}]) == "w2"
-    assert objects.schedule([("cp", True)], []) == "cp"  # a lone control plane takes pods
-    assert objects.schedule([], []) is None
+    assert pods.schedule(nodes, []) == "w1"  # ties by name
+    assert pods.schedule(nodes, [{"spec": {"nodeName": "w1"}}]) == "w2"
+    assert pods.schedule([("cp", True)], []) == "cp"  # a lone control plane takes pods
+    assert pods.schedule([], []) is None
 
 
 def test_default_container_honours_the_annotation() -> None:
     pod = _pod()
     pod["spec"]["containers"].append({"name": "side", "image": "busybox"})
-    assert objects.default_container(pod) == "c"
-    pod["metadata"]["annotations"] = {objects.DEFAULT_CONTAINER_ANNOTATION: "side"}
-    assert objects.default_container(pod) == "side"
+    assert pods.default_container(pod) == "c"
+    pod["metadata"]["annotations"] = {meta.DEFAULT_CONTAINER_ANNOTATION: "side"}
+    assert pods.default_container(pod) == "side"
 
 
 def test_patches() -> None:
-    assert objects.merge_patch({"a": {"b": 1, "c": 2}}, {"a": {"b": None, "d": 3}}) == {"a": {"c": 2, "d": 3}}
+    assert patch.merge_patch({"a": {"b": 1, "c": 2}}, {"a": {"b": None, "d": 3}}) == {"a": {"c": 2, "d": 3}}
     target = {"containers": [{"name": "a", "image": "x", "ports": [1]}, {"name": "b", "image": "y"}]}
-    patched = apiserver._strategic_merge(target, {"containers": [{"name": "b", "image": "z"}]})
+    patched = patch.strategic_merge(target, {"containers": [{"name": "b", "image": "z"}]})
     assert patched == {"containers": [{"name": "a", "image": "x", "ports": [1]}, {"name": "b", "image": "z"}]}
 
 
@@ -417,7 +427,7 @@ RUNNING = {"running": {"startedAt": ago(60)}}
     ],
 )
 def test_status_column(pod: dict[str, Any], ready: str, status: str) -> None:
-    cells = objects.pod_row_cells(pod, NOW)
+    cells = printers.pod_row_cells(pod, NOW)
     assert (cells[1], cells[2]) == (ready, status)
     assert cells[4] == "90s"
 
@@ -437,7 +447,7 @@ def test_restarts_column_says_when() -> None:
             ],
         }
     )
-    assert objects.pod_row_cells(pod, NOW)[3] == "2 (65s ago)"
+    assert printers.pod_row_cells(pod, NOW)[3] == "2 (65s ago)"
 
 
 def test_tables_have_kubectls_columns() -> None:
@@ -445,7 +455,7 @@ def test_tables_have_kubectls_columns() -> None:
         {"phase": "Running", "podIP": "10.244.1.2", "containerStatuses": [_cs("c0", RUNNING, True)]}
     )
     pod["spec"]["nodeName"] = "n1"
-    table = objects.table("pods", [pod], now=NOW)
+    table = printers.table("pods", [pod], now=NOW)
     names = [(c["name"].upper(), c["priority"]) for c in table["columnDefinitions"]]
     assert names == [
         ("NAME", 0),
@@ -470,7 +480,7 @@ def test_tables_have_kubectls_columns() -> None:
         flavor="kind",
         cluster="c",
     )
-    node_table = objects.table("nodes", [node], now=NOW)
+    node_table = printers.table("nodes", [node], now=NOW)
     assert [c["name"].upper() for c in node_table["columnDefinitions"] if c["priority"] == 0] == [
         "NAME",
         "STATUS",
@@ -483,7 +493,7 @@ def test_tables_have_kubectls_columns() -> None:
         "NotReady",
         "control-plane",
         "60m",
-        objects.KUBE_VERSION,
+        meta.KUBE_VERSION,
     ]
 
 
@@ -498,11 +508,11 @@ KUBECTL_CREATE_NS_PB_PROTO = bytes.fromhex(
 
 
 def test_protobuf_namespace_from_kubectl() -> None:
-    decoded = objects.decode_protobuf_metadata_object(KUBECTL_CREATE_NS_PB_PROTO)
+    decoded = protobuf.decode_protobuf_metadata_object(KUBECTL_CREATE_NS_PB_PROTO)
     assert decoded["apiVersion"] == "v1" and decoded["kind"] == "Namespace"
     assert decoded["metadata"]["name"] == "pb-proto"
     with pytest.raises(ApiError):
-        objects.decode_protobuf_metadata_object(b"not protobuf")
+        protobuf.decode_protobuf_metadata_object(b"not protobuf")
 
 
 # --- Pod Security Admission: the plugin's words (k8s.io/pod-security-admission admission.go and
@@ -515,8 +525,8 @@ def _agent_like(**spec: Any) -> dict[str, Any]:
 
 
 def test_pod_security_baseline_refuses_host_pid_in_the_plugins_words() -> None:
-    labels = {objects.PSA_ENFORCE: "baseline"}
-    refusal = objects.pod_security_violation(_agent_like(hostPID=True), labels)
+    labels = {admission.PSA_ENFORCE: "baseline"}
+    refusal = admission.pod_security_violation(_agent_like(hostPID=True), labels)
     assert refusal is not None and refusal.code == 403
     assert refusal.body()["message"] == (
         'pods "pidmap-agent-x" is forbidden: violates PodSecurity "baseline:latest": '
@@ -529,26 +539,26 @@ def test_pod_security_baseline_refuses_host_pid_in_the_plugins_words() -> None:
 def test_pod_security_restricted_names_its_version_and_privileged() -> None:
     pod = {"metadata": {"name": "p"}, "spec": {"containers": [
         {"name": "a", "securityContext": {"privileged": True}}, {"name": "b"}]}}
-    labels = {objects.PSA_ENFORCE: "restricted", objects.PSA_ENFORCE_VERSION: "v1.32"}
-    refusal = objects.pod_security_violation(pod, labels)
+    labels = {admission.PSA_ENFORCE: "restricted", admission.PSA_ENFORCE_VERSION: "v1.32"}
+    refusal = admission.pod_security_violation(pod, labels)
     assert refusal is not None
     assert refusal.body()["message"].endswith(
         'violates PodSecurity "restricted:v1.32": privileged (container "a" must not set '
         "securityContext.privileged=true)")
 
 
-@pytest.mark.parametrize("labels", [{}, {objects.PSA_ENFORCE: "privileged"}])
+@pytest.mark.parametrize("labels", [{}, {admission.PSA_ENFORCE: "privileged"}])
 def test_pod_security_privileged_or_unlabelled_admits_everything(labels: dict[str, str]) -> None:
-    assert objects.pod_security_violation(_agent_like(hostPID=True), labels) is None
+    assert admission.pod_security_violation(_agent_like(hostPID=True), labels) is None
 
 
 def test_pod_security_baseline_admits_a_plain_pod() -> None:
     pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": "busybox"}]}}
-    assert objects.pod_security_violation(pod, {objects.PSA_ENFORCE: "baseline"}) is None
+    assert admission.pod_security_violation(pod, {admission.PSA_ENFORCE: "baseline"}) is None
 
 
 def test_rbac_refusal_of_a_create_names_no_object() -> None:
-    body = objects.forbidden("u", "create", "pods", "", "ns").body()
+    body = errors.forbidden("u", "create", "pods", "", "ns").body()
     assert body["message"] == ('pods is forbidden: User "u" cannot create resource "pods" in API group "" '
                                'in the namespace "ns"')
 

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from pidmap.sandbox.layout import StatePaths
+from pidmap.sandbox.cluster.layout import StatePaths
 
 _VALIDITY = datetime.timedelta(days=365)
 

@@ -28,13 +28,13 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from pidmap.errors import DockerError, SandboxError
-from pidmap.sandbox import layout
+from pidmap.sandbox.cluster import layout
+from pidmap.sandbox.cluster.catalog import BUSYBOX, DISTROLESS, KUBIA, PAUSE, PodImage
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox", "/usr/local/bin/busybox")
 # The container runtime of a kind node, at the paths kind's node image has them.
@@ -54,24 +54,6 @@ POD_IMAGES_CACHE = Path(os.environ.get("PIDMAP_IMAGE_CACHE", "/var/tmp/pidmap-sa
 _LDD_PATH = re.compile(r"(/\S+)")
 PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 GROUP = "root:x:0:\nnogroup:x:65534:\nnobody:x:65534:\n"
-
-
-@dataclass(frozen=True)
-class PodImage:
-    """One image the sandbox's nodes can run, as its config says (what `crictl inspecti` shows)."""
-
-    repository: str  # normalized: library/busybox, luksa/kubia, registry.k8s.io/pause
-    reference: str  # the name it is imported under
-    entrypoint: tuple[str, ...]
-    cmd: tuple[str, ...]
-    working_dir: str = "/"
-
-
-BUSYBOX = PodImage("library/busybox", "docker.io/library/busybox:latest", (), ("sh",))
-KUBIA = PodImage("luksa/kubia", "docker.io/luksa/kubia:latest", ("node", "app.js"), ())
-PAUSE = PodImage("registry.k8s.io/pause", "registry.k8s.io/pause:3.10", ("/pause",), ())
-DISTROLESS = PodImage("gcr.io/distroless/static", "gcr.io/distroless/static:latest", (), ("/app",))
-POD_IMAGES = {image.repository: image for image in (BUSYBOX, KUBIA, PAUSE, DISTROLESS)}
 
 
 def _assets() -> Any:

@@ -31,8 +31,8 @@ from typing import Any
 import yaml
 
 from pidmap.errors import DockerError, SandboxError
-from pidmap.sandbox import cgroups, layout
-from pidmap.sandbox.layout import ClusterSpec, Flavor, NodeSpec, Role, StatePaths
+from pidmap.sandbox.cluster import cgroups, layout
+from pidmap.sandbox.cluster.layout import ClusterSpec, Flavor, NodeSpec, Role, StatePaths
 from pidmap.sources import kube, nodes
 
 Echo = Callable[[str], None]
@@ -279,7 +279,7 @@ def prepare_node(node_name: str, archive: Path) -> None:
 def _up(client: Any, name: str, flavor: Flavor, names: list[tuple[str, Role]], paths: StatePaths,
         context: str, target: Path, forbid_exec: bool, echo: Echo) -> ClusterSpec:
 
-    from pidmap.sandbox import certs, image, kubeconfig
+    from pidmap.sandbox.cluster import certs, image, kubeconfig
 
     image_name = image.ensure_image(client)
     archive = image.ensure_pod_images()
@@ -386,7 +386,7 @@ def down(name: str, echo: Echo) -> bool:
         echo(f"Deleted node {container.name}")
         did = True
     if spec is not None and spec.kubeconfig and spec.context:
-        from pidmap.sandbox import kubeconfig
+        from pidmap.sandbox.cluster import kubeconfig
 
         try:
             kubeconfig.remove_context(Path(spec.kubeconfig), spec.context)
