@@ -19,7 +19,7 @@ from pidmap.sandbox.api.errors import ApiError
 from pidmap.sandbox.api.meta import Obj
 from pidmap.sandbox.api.patch import merge_patch, strategic_merge
 from pidmap.sandbox.apiserver import discovery, exec_stream, logs
-from pidmap.sandbox.apiserver.http import json_response, read_json, respond
+from pidmap.sandbox.apiserver.http import json_response, read_json, respond, truthy
 from pidmap.sandbox.apiserver.store import Store, list_response
 from pidmap.sandbox.cluster.layout import ClusterSpec, StatePaths
 from pidmap.sandbox.contracts import Kubelet
