@@ -3,9 +3,10 @@
 Speaks the real wire protocol for what kubectl and the official Python client use on pods, nodes
 and namespaces: discovery, a minimal OpenAPI v3 (so ``kubectl apply`` validates server-side),
 get/list/watch with label and field selectors, create/delete/patch, server-side ``Table``s, and
-``pods/exec`` over WebSocket (``v5.channel.k8s.io`` and ``v4.channel.k8s.io``). Errors are real
-``Status`` objects. The data plane is the Kubelet (pidmap.sandbox.kubelet), driven through the
-``Runtime`` protocol in contracts.py, on this process's asyncio loop.
+``pods/exec`` and ``pods/attach`` (attach.py) over WebSocket (``v5.channel.k8s.io`` and
+``v4.channel.k8s.io``). Errors are real ``Status`` objects. The data plane is the Kubelet
+(pidmap.sandbox.kubelet), driven through the ``Runtime`` protocol in contracts.py, on this
+process's asyncio loop.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from pidmap.sandbox import objects
+from pidmap.sandbox import attach, objects
 from pidmap.sandbox.contracts import ContainerNotFound, ContainerNotRunning, Runtime
 from pidmap.sandbox.layout import ClusterSpec, StatePaths
 from pidmap.sandbox.objects import ApiError, Obj
@@ -92,6 +93,7 @@ API_RESOURCES: Obj = {
         | {"categories": ["all"]},
         _resource("pods/ephemeralcontainers", "Pod", True, ["get", "patch", "update"]),
         _resource("pods/exec", "PodExecOptions", True, ["create", "get"]),
+        _resource("pods/attach", "PodAttachOptions", True, ["create", "get"]),
         _resource("pods/log", "Pod", True, ["get"]),
     ],
 }
@@ -350,6 +352,8 @@ class ApiServer:
                 get("/api/v1/namespaces/{namespace}/pods/{name}/exec", self.exec_pod),
                 get("/api/v1/namespaces/{namespace}/pods/{name}/log", self.pod_log),
                 post("/api/v1/namespaces/{namespace}/pods/{name}/exec", self.exec_pod),
+                get("/api/v1/namespaces/{namespace}/pods/{name}/attach", self.attach_pod),
+                post("/api/v1/namespaces/{namespace}/pods/{name}/attach", self.attach_pod),
             ]
         )
         app.on_startup.append(self._on_startup)
@@ -980,6 +984,10 @@ class ApiServer:
                 await add(pod, container)
         self.store.changed("pods", "MODIFIED", pod)
         return self._respond(request, "pods", pod)
+
+    async def attach_pod(self, request: web.Request) -> web.StreamResponse:
+        """``kubectl attach``, ``kubectl debug -i``: pidmap.sandbox.attach."""
+        return await attach.attach_pod(self, request)
 
     # -- exec -----------------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pidmap.sandbox import cgroups, objects
+from pidmap.sandbox import attach, cgroups, objects
 from pidmap.sandbox.contracts import ContainerNotFound, ContainerNotRunning, Pod
 from pidmap.sandbox.image import PAUSE, POD_IMAGES, PodImage
 from pidmap.sandbox.layout import ClusterSpec, NodeSpec, StatePaths
@@ -567,6 +567,10 @@ class Kubelet:
             "tasks", "exec", "--exec-id", f"exec-{secrets.token_hex(8)}", state.container_id, *command,
             stdin=True)
 
+    def attach_argv(self, pod: Pod, container: str) -> list[str]:
+        """``kubectl attach`` / ``kubectl debug -i``: pidmap.sandbox.attach."""
+        return attach.attach_argv(self.exec_argv(pod, container, []))
+
     async def kill_exec(self, argv: list[str]) -> None:
         """Kill an exec started with ``exec_argv`` (its client went away): ``ctr task kill --exec-id``."""
         if "--exec-id" not in argv:
@@ -927,8 +931,8 @@ class Kubelet:
                 "--annotation", "io.kubernetes.cri.container-type=container",
                 "--annotation", f"io.kubernetes.cri.container-name={name}",
                 "--annotation", f"io.kubernetes.cri.image-name={reference}",
-                "--log-uri", f"file://{log_file}", "--cwd", container.get("workingDir") or local.working_dir,
-                "--env", f"HOSTNAME={run.name}"]
+                *attach.stdio_args(container, log_file),
+                "--cwd", container.get("workingDir") or local.working_dir, "--env", f"HOSTNAME={run.name}"]
         for variable in container.get("env", []) or []:
             argv += ["--env", f"{variable['name']}={variable.get('value', '')}"]
         pause_ns = f"/proc/{run.sandbox_pid}/ns"
