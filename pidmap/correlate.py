@@ -35,6 +35,7 @@ from pidmap.model import (
 def correlate(pod: Pod, node: Node | None, probes: Mapping[str, ProbeResult], host: HostView | None,
               *, only_container: str | None = None, notes: tuple[str, ...] = ()) -> PodMap:
     sandbox: Process | None = None
+    sandbox_ancestry: tuple[Process, ...] = ()
     pod_notes: list[str] = list(notes)
     if host is not None:
         pod_notes.extend(host.notes)
@@ -67,13 +68,13 @@ def correlate(pod: Pod, node: Node | None, probes: Mapping[str, ProbeResult], ho
         maps.append(map_container(pod, container, probes.get(container.name), host, probe_pids, shared))
     if pod.share_process_namespace and any(pod.runs(m.container) for m in maps):
         if host is not None:
-            sandbox, sandbox_notes = _shared_namespace_init(shared_ns, shared, host)
+            sandbox, sandbox_ancestry, sandbox_notes = _shared_namespace_init(shared_ns, shared, host)
             pod_notes.extend(sandbox_notes)
         else:
             pod_notes.append("the pod shares one PID namespace; without the host side each container "
                              "lists every process of the pod")
     return PodMap(pod=pod, node=node, containers=tuple(maps), notes=tuple(pod_notes),
-                  via=host.via if host else None, sandbox=sandbox)
+                  via=host.via if host else None, sandbox=sandbox, sandbox_ancestry=sandbox_ancestry)
 
 
 def container_level(host: HostView, members: Iterable[RawProcess] = ()) -> int | None:
@@ -97,7 +98,7 @@ def _namespace_processes(pod: Pod, host: HostView, namespace: int | None) -> lis
 
 
 def _shared_namespace_init(namespace: int | None, in_pod: list[RawProcess],
-                           host: HostView) -> tuple[Process | None, list[str]]:
+                           host: HostView) -> tuple[Process | None, tuple[Process, ...], list[str]]:
     """Who is PID 1 of a shared PID namespace: the pod's pause (sandbox) process, in no container.
 
     Kubernetes makes the sandbox's pause process PID 1 of the pod's one namespace, so no container
@@ -106,7 +107,7 @@ def _shared_namespace_init(namespace: int | None, in_pod: list[RawProcess],
     level = container_level(host, in_pod)
     candidates = [p for p in in_pod if p.pid_at(level) == 1]
     if not candidates:
-        return None, []
+        return None, (), []
     init = candidates[0]
     sandbox = Process(container_pid=1, node_pid=init.pid_at(host.node_level),
                       host_pid=init.pid_at(host.host_level), ppid=0, user=_user(init.uid, {0: "root"}),
@@ -114,8 +115,9 @@ def _shared_namespace_init(namespace: int | None, in_pod: list[RawProcess],
     where = ", ".join(f"{label} PID {pid}" for label, pid in (
         ("node", init.pid_at(host.node_level)), ("host", init.pid_at(host.host_level))) if pid is not None)
     inode = f" {namespace}" if namespace else ""
-    return sandbox, [f"the containers share one PID namespace{inode}; its PID 1 is the pod's sandbox "
-                     f"process {init.cmdline or init.name!r}" + (f" ({where})" if where else "")]
+    return sandbox, _ancestry(host, init), [
+        f"the containers share one PID namespace{inode}; its PID 1 is the pod's sandbox "
+        f"process {init.cmdline or init.name!r}" + (f" ({where})" if where else "")]
 
 
 def explain_not_running(pod: Pod) -> list[str]:

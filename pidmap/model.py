@@ -238,6 +238,8 @@ class PodMap:
     # shareProcessNamespace: the pod sandbox's pause process, PID 1 of the pod's one PID namespace
     # and in no container (None otherwise, or where the host side cannot see it).
     sandbox: Process | None = None
+    # The pause process's parents in the node, nearest first (as ``ContainerMap.ancestry``).
+    sandbox_ancestry: tuple[Process, ...] = ()
 
     @property
     def running(self) -> bool:

@@ -55,8 +55,10 @@ PLANTS = (
           " if host_proc and host else None,  # PLANTED\n"),
     Plant("drop-sandbox-row", "drop the pause (pod sandbox) row of a shared-namespace pod",
           "pidmap/correlate.py",
-          "                  via=host.via if host else None, sandbox=sandbox)\n",
-          "                  via=host.via if host else None, sandbox=None)  # PLANTED\n"),
+          "                  via=host.via if host else None, sandbox=sandbox, "
+          "sandbox_ancestry=sandbox_ancestry)\n",
+          "                  via=host.via if host else None, sandbox=None, sandbox_ancestry=sandbox_ancestry)"
+          "  # PLANTED\n"),
     Plant("host-pid-as-node-pid", "report the host PID as the node PID",
           "pidmap/correlate.py",
           "        node_pid=host_proc.pid_at(host.node_level) if host_proc and host else None,\n",

@@ -38,7 +38,10 @@ class ExecFailed(Exception):
 
 
 class ExecProcess(Protocol):
-    """One ``kubectl exec``: a command started in a running container, its stdio streamed."""
+    """One ``kubectl exec``: a command started in a running container, its stdio streamed.
+
+    ``Kubelet.attach`` hands out the same shape for ``kubectl attach`` / ``kubectl debug -i``: a
+    connection to the stdio of the container's PID 1 (see its docstring for what differs)."""
 
     async def start(self, *, stdin: bool, tty: bool) -> None:
         """Start the command (with a terminal: stderr comes merged into stdout)."""
@@ -82,6 +85,16 @@ class Kubelet(Protocol):
 
         The process lands in the container's PID, mount, UTS, IPC and network namespaces and in its
         cgroup, as on a real node. Raises ContainerNotFound / ContainerNotRunning.
+        """
+
+    def attach(self, pod: Pod, container: str) -> ExecProcess:
+        """``kubectl attach`` / ``kubectl debug -i``: a connection to the stdio of the container's
+        PID 1 (started with ``stdin: true`` for its stdin to be reachable), not made yet.
+
+        Unlike an exec: ``output`` ends, and ``wait`` returns, when the container exits (its code is
+        the container's, or nonzero when the attach itself failed: ExecFailed with the runtime's
+        reason); ``kill`` detaches (the container runs on); ``close_stdin`` ends this client's input
+        only, never the container's stdin. Raises ContainerNotFound / ContainerNotRunning.
         """
 
     def log_path(self, pod: Pod, container: str, previous: bool = False) -> Path | None:

@@ -50,7 +50,9 @@ def test_tree_of_a_whole_node_lists_each_pod_once_under_one_node() -> None:
     assert text.count(f"node {NODE}") == 1
     for pmap in maps:
         assert text.count(f"pod {pmap.pod.namespace}/{pmap.pod.name} (") == 1
-    assert len([line for line in text.splitlines() if "PID " in line and " · host " in line]) == len(
+    # One line per process; the node's init and each pod's runtime (who runs the containers) are
+    # their own lines ("node init: ...", "container runtime: ..."), not processes of a container.
+    assert len([line for line in text.splitlines() if "─ PID " in line and " · host " in line]) == len(
         _all_processes(maps)
     )
 
@@ -65,7 +67,9 @@ def test_dot_renders_with_graphviz_and_keeps_every_process(maps: list[PodMap]) -
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
     # Graphviz's own reading of the graph: one cluster per node/pod/container, one box per process.
     plain = subprocess.run(["dot", "-Tplain"], input=dot, capture_output=True, text=True, check=True).stdout
-    boxes = [line for line in plain.splitlines() if line.startswith("node ") and "PID " in line]
+    # (The node's init and each pod's runtime are boxes of their own, named n<node>_a<node PID>.)
+    boxes = [line for line in plain.splitlines()
+             if line.startswith("node ") and "PID " in line and not re.match(r"node n\d+_a\d+ ", line)]
     assert len(boxes) == len(_all_processes(maps))
     for proc in _all_processes(maps):
         assert f"host {proc.host_pid}" in svg

@@ -75,6 +75,9 @@ class FakeRuntime:
     def exec(self, container_id: str, command: list[str]) -> ExecProcess:
         raise NotImplementedError
 
+    def attach(self, container_id: str) -> ExecProcess:
+        raise NotImplementedError
+
     async def stop_pod_sandbox(self, pod: PodSandboxConfig, keep: Collection[str] = ()) -> None:
         self.stopped += 1
         for future in self._runs.values():

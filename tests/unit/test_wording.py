@@ -115,7 +115,12 @@ def test_a_command_line_cannot_change_the_dot_picture() -> None:
 
 def test_a_command_line_cannot_change_the_mermaid_picture() -> None:
     plain = render(sidecar(), "mermaid")
-    hostile = render(_hostile(sidecar(), BREAKOUT + HOSTILE), "mermaid")
+    hostile_text = render(_hostile(sidecar(), BREAKOUT + HOSTILE + " %%{init: {}}%%"), "mermaid")
+    # The hostile containers' notes are comments at the end, one line each, starting no directive.
+    notes = [line for line in hostile_text.splitlines() if line.lstrip().startswith("%%")]
+    assert len(notes) == 2 and all(line.startswith("  %% note: ") and "evil" in line for line in notes)
+    assert "%%{" not in hostile_text and "%" not in "".join(notes).replace("  %% ", "")
+    hostile = "\n".join(line for line in hostile_text.splitlines() if line not in notes)
     assert len(hostile.splitlines()) == len(plain.splitlines())
     # Line by line the same statements: only label texts differ.
     shape = re.compile(r'\["[^"\n]*"\]')

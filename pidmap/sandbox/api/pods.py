@@ -176,3 +176,14 @@ def container_names(pod: Obj) -> list[str]:
         for key in ("initContainers", "containers", "ephemeralContainers")
         for c in spec.get(key) or []
     ]
+
+
+def container_spec(pod: Obj, name: str) -> Obj | None:
+    """The spec of the pod's container (init, app or ephemeral) called ``name``; None: it has none."""
+    spec = pod.get("spec") or {}
+    for key in ("initContainers", "containers", "ephemeralContainers"):
+        for container in spec.get(key) or []:
+            if container.get("name") == name:
+                found: Obj = container
+                return found
+    return None

@@ -62,6 +62,7 @@ API_RESOURCES: Obj = {
         | {"categories": ["all"]},
         _resource("pods/ephemeralcontainers", "Pod", True, ["get", "patch", "update"]),
         _resource("pods/exec", "PodExecOptions", True, ["create", "get"]),
+        _resource("pods/attach", "PodAttachOptions", True, ["create", "get"]),
         _resource("pods/log", "Pod", True, ["get"]),
     ],
 }

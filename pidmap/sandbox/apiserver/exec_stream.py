@@ -2,7 +2,8 @@
 command the kubelet starts in a container.
 
 ``serve_exec`` checks the request and opens the socket; ``run_exec`` streams one started command
-(an ``ExecProcess``) both ways and ends with its Status on channel 3. Neither reads the runtime's
+(an ``ExecProcess``) both ways and ends with its Status on channel 3 (attach.py streams an attach
+with it too). Neither reads the runtime's
 text: a command the runtime cannot start arrives as ExecFailed.
 """
 
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -128,8 +130,10 @@ async def run_exec(
     stderr: bool,
     tty: bool,
     command: list[str],
+    status_of: Callable[[int], Obj] | None = None,
 ) -> None:
-    """Stream ``process`` (not started yet) over ``socket`` until it ends, then its Status."""
+    """Stream ``process`` (not started yet) over ``socket`` until it ends, then its Status:
+    ``status_of(exit code)``, by default ``exit_status`` (an attach ends with Success whatever the code)."""
     await process.start(stdin=stdin, tty=tty)
     wanted = {STDOUT: stdout, STDERR: stderr}
 
@@ -158,7 +162,8 @@ async def run_exec(
                 await process.kill()
             await pumps
         try:
-            status = exit_status(await process.wait(), command)
+            code = await process.wait()
+            status = exit_status(code, command) if status_of is None else status_of(code)
         except ExecFailed as failed:
             status = internal_error(str(failed)) | {"metadata": {}}
         await send_status(socket, status)

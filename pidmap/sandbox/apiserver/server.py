@@ -18,7 +18,7 @@ from pidmap.sandbox.api import admission, errors, meta, objects, pods, selectors
 from pidmap.sandbox.api.errors import ApiError
 from pidmap.sandbox.api.meta import Obj
 from pidmap.sandbox.api.patch import merge_patch, strategic_merge
-from pidmap.sandbox.apiserver import discovery, exec_stream, logs
+from pidmap.sandbox.apiserver import attach, discovery, exec_stream, logs
 from pidmap.sandbox.apiserver.http import json_response, read_json, respond, truthy
 from pidmap.sandbox.apiserver.store import Store, list_response
 from pidmap.sandbox.cluster.layout import ClusterSpec, StatePaths
@@ -83,6 +83,8 @@ class ApiServer:
                 get("/api/v1/namespaces/{namespace}/pods/{name}/exec", self.exec_pod),
                 get("/api/v1/namespaces/{namespace}/pods/{name}/log", self.pod_log),
                 post("/api/v1/namespaces/{namespace}/pods/{name}/exec", self.exec_pod),
+                get("/api/v1/namespaces/{namespace}/pods/{name}/attach", self.attach_pod),
+                post("/api/v1/namespaces/{namespace}/pods/{name}/attach", self.attach_pod),
             ]
         )
         app.on_startup.append(self._on_startup)
@@ -550,7 +552,7 @@ class ApiServer:
         self.store.changed("pods", "MODIFIED", pod)
         return respond(request, "pods", pod)
 
-    # -- exec and logs: their streams live in exec_stream.py and logs.py ------------------------
+    # -- exec, attach and logs: their streams live in exec_stream.py, attach.py and logs.py ----
 
     async def exec_pod(self, request: web.Request) -> web.StreamResponse:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
@@ -558,6 +560,14 @@ class ApiServer:
         pod = self._pod(namespace, name)
         self._authorize("create", "pods/exec", name, namespace)
         return await exec_stream.serve_exec(request, pod, self.kubelet, self.sockets)
+
+    async def attach_pod(self, request: web.Request) -> web.StreamResponse:
+        """``kubectl attach``, ``kubectl debug -i``: attach.py."""
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        self._namespace(namespace)
+        pod = self._pod(namespace, name)
+        self._authorize("create", "pods/attach", name, namespace)
+        return await attach.serve_attach(request, pod, self.kubelet, self.sockets)
 
     async def pod_log(self, request: web.Request) -> web.StreamResponse:
         namespace, name = request.match_info["namespace"], request.match_info["name"]

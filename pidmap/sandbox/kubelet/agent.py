@@ -120,6 +120,16 @@ class Kubelet:
             worker.add_ephemeral(container)
 
     def exec(self, pod: Pod, container: str, command: list[str]) -> ExecProcess:
+        runtime, container_id = self._running(pod, container)
+        return runtime.exec(container_id, command)
+
+    def attach(self, pod: Pod, container: str) -> ExecProcess:
+        runtime, container_id = self._running(pod, container)
+        return runtime.attach(container_id)
+
+    def _running(self, pod: Pod, container: str) -> tuple[CtrRuntime, str]:
+        """The runtime and containerd ID of the pod's running ``container``; ContainerNotFound,
+        ContainerNotRunning."""
         worker = self._pods.get(str(pod["metadata"]["uid"]))
         names = [c["name"] for c in pod["spec"].get("containers", [])]
         names += [c["name"] for c in pod["spec"].get("initContainers", []) or []]
@@ -130,7 +140,7 @@ class Kubelet:
         if (worker is None or state is None or not (state.running or state.adopting) or not state.container_id
                 or worker.lost):
             raise ContainerNotRunning(f"container {container} is not running")
-        return self._runtimes[worker.node].exec(state.container_id, command)
+        return self._runtimes[worker.node], state.container_id
 
     def log_path(self, pod: Pod, container: str, previous: bool = False) -> Path | None:
         """The log file of the container's current (or previous) run, as /var/log/pods lays it out."""

@@ -14,6 +14,9 @@ only, every call with a timeout):
   names), under the node container's own cgroup; container IDs are containerd's;
 * Exec: ``ctr task exec``, so exec'd processes are children of the shim; a command runc cannot
   start becomes ExecFailed, never text for the API server to parse;
+* Attach: a container with ``stdin: true`` is started with containerd's FIFOs for its stdio (kept
+  open by the shim, as with CRI) instead of a log file, and reached with ``ctr tasks attach``
+  (CtrAttach);
 * exits come from containerd's ``/tasks/exit`` events (``ctr events``), with a periodic listing
   for an event missed.
 """
@@ -57,6 +60,16 @@ _NON_ZERO_EXIT = re.compile(r"exit with non-zero exit code (\d+)")
 # `ctr task exec` reports a command runc cannot start like this (exit status 1), as containerd
 # reports it to kubelet on a real node.
 _EXEC_FAILED = re.compile(rb"^ctr: (OCI runtime exec failed: .+)$", re.MULTILINE)
+
+
+def stdio_args(container: ContainerConfig, log_file: str) -> list[str]:
+    """``ctr run`` arguments for the container's stdio: its log file, as kubelet's CRI logger writes
+    it; none for a container that can be attached to (``stdin: true``): ``ctr run -d`` without
+    ``--log-uri`` gives it FIFOs under /run/containerd/fifo that the shim keeps open (a write end of
+    stdin too) for the container's life, so its stdin stays open after ``ctr run`` returns."""
+    if container.stdin:
+        return []
+    return ["--log-uri", f"file://{log_file}"]
 
 
 def container_cgroup(flavor: str, pod_dir: str, container_id: str) -> str:
@@ -352,7 +365,7 @@ class CtrRuntime:
         argv = self._run_argv(pod, container_id, container.name, {
             "sandbox-id": sandbox_id, "container-type": "container", "container-name": container.name,
             "image-name": container.reference})
-        argv += ["--log-uri", f"file://{log_file}", "--cwd", container.working_dir,
+        argv += [*stdio_args(container, log_file), "--cwd", container.working_dir,
                  "--env", f"HOSTNAME={pod.name}"]
         for name, value in container.env:
             argv += ["--env", f"{name}={value}"]
@@ -405,6 +418,9 @@ class CtrRuntime:
 
     def exec(self, container_id: str, command: list[str]) -> CtrExec:
         return CtrExec(self, container_id, command)
+
+    def attach(self, container_id: str) -> CtrAttach:
+        return CtrAttach(self, container_id)
 
     async def _remove_containers(self, ids: list[str]) -> None:
         ids = [i for i in ids if i]
@@ -550,6 +566,101 @@ class CtrExec:
         with contextlib.suppress(Exception):
             await self.runtime.ctr("tasks", "kill", "--exec-id", self.exec_id, "--signal", "SIGKILL",
                                    self.container_id, timeout=5.0)
+        if self._process is not None:
+            _kill_group(self._process.pid)
+
+    async def close(self) -> None:
+        if self._process is not None and self._process.returncode is None:
+            _kill_group(self._process.pid)
+            await self._process.wait()
+
+
+# The node's shell prints its PID, then becomes ``ctr`` (argv only: the container ID is an argument
+# of the shell, never part of its script).
+_PRINT_PID_THEN_EXEC = 'echo "$$" && exec "$@"'
+
+
+class CtrAttach:
+    """``ctr tasks attach``: the stdio of the container's PID 1 (CRI Attach). containerd keeps them
+    as FIFOs that its shim holds open, so a client can come and go, as with CRI on kind.
+
+    What differs from kind: the container's output goes to the FIFOs, not to its log file, so
+    ``kubectl logs`` shows nothing for such a container, and output written while no client is
+    attached waits in the FIFO (64 KiB) for the next one. ``tty: true`` is not honoured: ``ctr run
+    -t`` needs a terminal on ``ctr``'s own stdin, which the kubelet stand-in does not have; with a
+    terminal asked for, the container's stderr comes on stdout, as the client then expects.
+
+    ``ctr`` is started by a node shell that first prints its PID: a client that goes away must take
+    its ``ctr`` with it (``kill``, by that PID in the node), which killing ``docker exec`` does not,
+    or the next attach would share the container's output with a forgotten reader. The container
+    runs on."""
+
+    def __init__(self, runtime: CtrRuntime, container_id: str) -> None:
+        self.runtime = runtime
+        self.container_id = container_id
+        self.argv = [runtime.docker, "exec", "-i", runtime.node, "sh", "-c", _PRINT_PID_THEN_EXEC, "sh",
+                     "ctr", "-n", NAMESPACE, "tasks", "attach", container_id]
+        self.node_pid: int | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._tty = False
+        self._stderr_tail = bytearray()  # the end of ctr's stderr: its own error, if attaching failed
+
+    @property
+    def process(self) -> asyncio.subprocess.Process:
+        if self._process is None:
+            raise RuntimeError("the attach was not started")
+        return self._process
+
+    async def start(self, *, stdin: bool, tty: bool) -> None:
+        self._tty = tty
+        self._process = await asyncio.create_subprocess_exec(
+            *self.argv, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        assert self._process.stdout is not None
+        first = await self._process.stdout.readline()
+        self.node_pid = int(first) if first.strip().isdigit() else None
+
+    async def output(self, send: Send) -> None:
+        process = self.process
+        tail = self._stderr_tail
+
+        async def pump(stream: asyncio.StreamReader | None, channel: int) -> None:
+            if stream is None:
+                return
+            while chunk := await stream.read(65536):
+                if stream is process.stderr:
+                    tail.extend(chunk)
+                    del tail[:-4096]
+                await send(channel, chunk)
+
+        await asyncio.gather(pump(process.stdout, STDOUT),
+                             pump(process.stderr, STDOUT if self._tty else STDERR))
+
+    async def write(self, data: bytes) -> None:
+        stdin = self.process.stdin
+        if stdin is not None:
+            with contextlib.suppress(ConnectionError):
+                stdin.write(data)
+                await stdin.drain()
+
+    def close_stdin(self) -> None:
+        # This client's input ends; the container's stdin stays open (the shim holds a write end of
+        # its FIFO), as with CRI for a container without stdinOnce.
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+
+    async def wait(self) -> int:
+        code = await self.process.wait()
+        last = bytes(self._stderr_tail).decode(errors="replace").strip().splitlines()[-1:] or [""]
+        if code != 0 and last[0].startswith("ctr: "):
+            raise ExecFailed(last[0].removeprefix("ctr: "))
+        return code
+
+    async def kill(self) -> None:
+        """Detach: ``ctr`` in the node by its PID, then the local ``docker exec``."""
+        if self.node_pid is not None:
+            with contextlib.suppress(Exception):
+                await self.runtime.node_exec("kill", "-KILL", str(self.node_pid), timeout=10.0)
         if self._process is not None:
             _kill_group(self._process.pid)
 

@@ -416,7 +416,8 @@ class PodWorker:
             cap_add=tuple(str(c) for c in capabilities.get("add") or []),
             cap_drop=tuple(str(c) for c in capabilities.get("drop") or []),
             target_container_id=target.container_id if kind == "ephemeral" and target and target.running
-            else "")
+            else "",
+            stdin=bool(container.get("stdin")))
 
     def _mounts(self, container: dict[str, Any]) -> list[tuple[str, str]]:
         volumes = {v["name"]: v for v in self.pod["spec"].get("volumes", []) or []}

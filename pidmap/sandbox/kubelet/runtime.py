@@ -5,6 +5,7 @@ containerd does), one runtime per node: its whole surface is below.
 * ``start``: create and start one container in that sandbox (the image "pulled" first);
 * ``wait`` / ``status``: a container's exit code, and which containers run;
 * ``exec``: a command in a running container;
+* ``attach``: the stdio of a running container's PID 1 (a container started with ``stdin``);
 * ``stop_pod_sandbox`` / ``remove_pod_sandbox`` / ``remove_container``: stop and clean up;
 * ``logs``: where a container's output was written.
 
@@ -64,6 +65,7 @@ class ContainerConfig:
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     target_container_id: str = ""  # an ephemeral container: join this container's PID namespace
+    stdin: bool = False  # ``stdin: true``: its stdio kept open for ``attach`` (CRI's stdin), not a log file
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,10 @@ class Runtime(Protocol):
 
     def exec(self, container_id: str, command: list[str]) -> ExecProcess:
         """``command`` in the running container, not started yet."""
+
+    def attach(self, container_id: str) -> ExecProcess:
+        """A connection to the running container's stdio (CRI Attach), not made yet: ends when the
+        container exits; ``kill`` detaches, the container runs on."""
 
     async def stop_pod_sandbox(self, pod: PodSandboxConfig, keep: Collection[str] = ()) -> None:
         """SIGTERM every container of the pod, a grace period, SIGKILL; remove them but ``keep``."""
