@@ -91,6 +91,20 @@ def pids_in_cgroup(fragment: str, version: int | None = None) -> list[int]:
                   if fragment in (cgroup_path(text, version) or ""))
 
 
+def pids_running(*argv: str) -> list[int]:
+    """Host PIDs whose command line (/proc/PID/cmdline) begins with ``argv``, word for word."""
+    wanted = [word.encode() for word in argv]
+    found = []
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().split(b"\0")[:len(wanted)] == wanted:
+                    found.append(int(entry.name))
+            except OSError:
+                continue  # gone meanwhile
+    return sorted(found)
+
+
 def start_ticks(pid: int) -> int:
     """Field 22 of /proc/PID/stat: when the process started, in clock ticks after boot (with the
     PID, what tells one process from a later one that reused its PID)."""

@@ -2,19 +2,25 @@
 the ephemeral container (``ephemeralcontainers`` subresource), waits for it to run, then attaches to
 its stdin and stdout (``pods/attach`` over WebSocket). What the debug shell prints is checked against
 the kernel (NSpid and PID-namespace links of the target's processes, found by its container ID in
-their cgroup), and ``pidmap show`` then lists the debugger as ``ephemeral``.
+their cgroup), and ``pidmap show`` then lists the debugger as ``ephemeral``. A client that goes away
+detaches: the shell runs on (the kernel's cgroup), no ``ctr tasks attach`` is left in the node (the
+kernel's process list), and ``kubectl attach`` reaches the same shell again.
 """
 
 from __future__ import annotations
 
 import json
+import queue
+import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import Sandbox
-from tests.kernel import nspid, pids_in_cgroup
+from tests.kernel import nspid, pids_in_cgroup, pids_running
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.docker, pytest.mark.root, pytest.mark.tool("kubectl")]
 
@@ -76,3 +82,74 @@ def test_kubectl_debug_attaches_a_shell_in_the_targets_pid_namespace(sandbox: Sa
         assert {p["host_pid"] for p in by_type["app"]["processes"]} == set(app)
     finally:
         sandbox.kubectl("delete", "pod", "pa-attach", "--wait=true")
+
+
+DETACH_POD = """apiVersion: v1
+kind: Pod
+metadata: {name: pa-detach}
+spec:
+  containers:
+  - {name: app, image: busybox, command: [sleep, "3600"]}
+"""
+
+
+def _ephemeral(sandbox: Sandbox, pod: str, name: str, state: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        found = [s for s in sandbox.pod(pod)["status"].get("ephemeralContainerStatuses") or []
+                 if s["name"] == name]
+        if found and state in found[0]["state"]:
+            entry: dict[str, Any] = found[0]
+            return entry
+        assert time.monotonic() < deadline, found
+        time.sleep(0.3)
+
+
+def test_a_client_that_goes_away_detaches_and_kubectl_attach_reaches_it_again(sandbox: Sandbox) -> None:
+    sandbox.kubectl("apply", "-f", "-", input=DETACH_POD)
+    try:
+        sandbox.wait_phase("pa-detach", {"Running"})
+        client = subprocess.Popen(
+            ["kubectl", "debug", "-i", "pa-detach", "--image=busybox", "--container=dbg", "--", "sh"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=sandbox.env)
+        lines: queue.Queue[bytes] = queue.Queue()
+        assert client.stdin is not None and client.stdout is not None
+        out = client.stdout
+
+        def read() -> None:
+            for line in iter(out.readline, b""):
+                lines.put(line)
+
+        threading.Thread(target=read, daemon=True).start()
+        try:
+            client.stdin.write(b"echo attached $$\n")
+            client.stdin.flush()
+            deadline = time.monotonic() + 90
+            while (line := lines.get(timeout=max(deadline - time.monotonic(), 0.1))) != b"attached 1\n":
+                assert time.monotonic() < deadline, line
+        finally:
+            client.kill()  # the client goes away without a word
+            client.wait()
+        cid = str(_ephemeral(sandbox, "pa-detach", "dbg", "running")["containerID"]).removeprefix("containerd://")
+        shell = pids_in_cgroup(cid)
+        assert len(shell) == 1, shell
+        # The kernel: the node's `ctr tasks attach` went with its client; the shell runs on.
+        deadline = time.monotonic() + 30
+        while pids_running("ctr", "-n", "k8s.io", "tasks", "attach", cid):
+            assert time.monotonic() < deadline, "ctr tasks attach outlived its client"
+            time.sleep(0.3)
+        time.sleep(1)
+        assert pids_in_cgroup(cid) == shell
+        assert "running" in _ephemeral(sandbox, "pa-detach", "dbg", "running")["state"]
+        # Its stdin is still open: a second client reaches the same shell (PID 1 of its container).
+        again = sandbox.kubectl("attach", "pa-detach", "-c", "dbg", "-i", input="echo again $$\nexit 4\n",
+                                timeout=90)
+        assert "again 1" in again.stdout.splitlines(), (again.stdout, again.stderr)
+        # The shell's exit ended the attach (kubectl exits 0: attach reports no exit code) ...
+        assert again.returncode == 0
+        # ... and the container, with the shell's code.
+        ended = _ephemeral(sandbox, "pa-detach", "dbg", "terminated")["state"]
+        assert ended["terminated"]["exitCode"] == 4, ended
+        assert not pids_in_cgroup(cid)
+    finally:
+        sandbox.kubectl("delete", "pod", "pa-detach", "--wait=true")

@@ -20,13 +20,13 @@ import pytest
 
 from pidmap.sandbox.cluster import image, layout, lifecycle
 from pidmap.sandbox.cluster.layout import ClusterSpec, NodeSpec, StatePaths
-from pidmap.sandbox.contracts import STDOUT, ContainerNotFound, ContainerNotRunning
+from pidmap.sandbox.contracts import STDOUT, ContainerNotFound, ContainerNotRunning, ExecProcess
 from pidmap.sandbox.kubelet.agent import Kubelet
 from pidmap.sandbox.kubelet.ctr import container_cgroup
 from pidmap.sandbox.kubelet.images import IMAGE_UNAVAILABLE, normalize_image
 from pidmap.sandbox.kubelet.pod_worker import backoff_delay, pod_cgroup, pod_phase, qos_class
 from tests.conftest import docker_answers
-from tests.kernel import nspid, pids_in_cgroup
+from tests.kernel import nspid, pids_in_cgroup, pids_running
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 
@@ -215,6 +215,66 @@ def test_kind_cgroup_path_env_args_and_exec(node: tuple[str, Path]) -> None:
             kubelet.exec(pod, "main", ["true"])
         assert not pids_in_cgroup(cid)
         assert not pids_in_cgroup(uid)
+
+    run_with_kubelet(node, "kind", body)
+
+
+def _attach_readers(cid: str) -> list[int]:
+    """Host PIDs of the ``ctr tasks attach`` processes reading container ``cid`` (the kernel's list)."""
+    return pids_running("ctr", "-n", "k8s.io", "tasks", "attach", cid)
+
+
+def test_attach_detach_keeps_the_container_and_its_stdin_and_its_exit_ends_the_attach(
+        node: tuple[str, Path]) -> None:
+    async def body(kubelet: Kubelet, changes: list[int]) -> None:
+        pod = make_pod("pa-attach", node[0], [{"name": "shell", "image": "busybox:1.36", "command": ["sh"],
+                                               "stdin": True}], restartPolicy="Never")
+        await kubelet.start_pod(pod, lambda: changes.append(1))
+        await until(lambda: "running" in status_of(pod, "shell")["state"], what="running")
+        cid = status_of(pod, "shell")["containerID"].removeprefix("containerd://")
+        shell = pids_in_cgroup(cid)
+        assert len(shell) == 1
+
+        async def attached(lines: list[bytes], want: str) -> tuple[ExecProcess, asyncio.Future[None]]:
+            process = kubelet.attach(pod, "shell")
+            out = bytearray()
+
+            async def collect(channel: int, chunk: bytes) -> None:
+                if channel == STDOUT:
+                    out.extend(chunk)
+
+            await process.start(stdin=True, tty=False)
+            pump = asyncio.ensure_future(process.output(collect))
+            for line in lines:
+                await process.write(line)
+            await until(lambda: want in out.decode(), what=f"{want!r} from the attached shell")
+            return process, pump
+
+        # The shell's stdin reaches PID 1 of the container: its $$ is 1.
+        first, pump = await attached([b"echo one $$\n"], "one 1\n")
+        first.close_stdin()  # the client's input ends ...
+        await first.kill()  # ... and the client goes away: detach
+        await asyncio.wait_for(pump, 20)
+        await first.wait()
+        await first.close()
+        await until(lambda: not _attach_readers(cid), what="the node's ctr tasks attach to go")
+        # The container runs on, its stdin still open (sh would have exited on end of input).
+        await asyncio.sleep(1)
+        assert pids_in_cgroup(cid) == shell and "running" in status_of(pod, "shell")["state"]
+        # A second client reaches the same shell; its exit ends the attach with the container's code.
+        second, pump = await attached([b"echo two $$\n"], "two 1\n")
+        await second.write(b"exit 3\n")
+        await asyncio.wait_for(pump, 20)
+        assert await second.wait() == 3
+        await second.close()
+        await until(lambda: "terminated" in status_of(pod, "shell")["state"], what="terminated")
+        assert status_of(pod, "shell")["state"]["terminated"]["exitCode"] == 3
+        assert not pids_in_cgroup(cid) and not _attach_readers(cid)
+        await kubelet.delete_pod(pod)
+        with pytest.raises(ContainerNotRunning):
+            kubelet.attach(pod, "shell")
+        with pytest.raises(ContainerNotFound):
+            kubelet.attach(pod, "nope")
 
     run_with_kubelet(node, "kind", body)
 
