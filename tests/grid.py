@@ -209,7 +209,11 @@ def parse_tree(text: str) -> list[PodView]:
     node_line = ""
     container: str | None = None
     for line in lines[1:]:
+        if not line.strip() or line == "NOTES":
+            break  # pidmap's notes follow the tree
         item = re.sub(r"^[│├└─ ]*", "", line)
+        if item.startswith(("node init: ", "container runtime: ")):
+            continue  # who runs the containers (the node's init, the pod's shim): not a container's row
         if item.startswith("node "):
             node_line = item
         elif m := re.match(r"pod sandbox \(.*?\)  (.*)$", item):
@@ -244,7 +248,8 @@ def _views_from_boxes(root: _Box) -> list[PodView]:
     assert root.title == "host", root.title
     views: list[PodView] = []
     for node in root.children:
-        assert not node.leaves, node.leaves
+        # The node's own boxes are who runs the containers (its init, each pod's shim): n<i>_a<PID>.
+        assert all(re.fullmatch(r"n\d+_a\d+", leaf_id) for leaf_id, _ in node.leaves), node.leaves
         for pod in node.children:
             m = re.match(r"pod (\S+)/(\S+) \(", pod.title)
             assert m, pod.title
