@@ -481,24 +481,50 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-class CtrExec:
+class _CtrStdio:
+    """What an exec and an attach share: a local ``ctr`` launcher, its stdin, and its end."""
+
+    started_as = "command"
+    _process: asyncio.subprocess.Process | None = None
+
+    @property
+    def process(self) -> asyncio.subprocess.Process:
+        if self._process is None:
+            raise RuntimeError(f"the {self.started_as} was not started")
+        return self._process
+
+    async def write(self, data: bytes) -> None:
+        stdin = self.process.stdin
+        if stdin is not None:
+            with contextlib.suppress(ConnectionError):
+                stdin.write(data)
+                await stdin.drain()
+
+    def close_stdin(self) -> None:
+        # The attach's case: this client's input ends; the container's stdin stays open (the shim
+        # holds a write end of its FIFO), as with CRI for a container without stdinOnce.
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+
+    async def close(self) -> None:
+        if self._process is not None and self._process.returncode is None:
+            _kill_group(self._process.pid)
+            await self._process.wait()
+
+
+class CtrExec(_CtrStdio):
     """``ctr task exec``: started by the container's shim, in the container's namespaces, cgroup and
     environment (containerd copies the container's process spec), as kubectl exec is on kind."""
 
     def __init__(self, runtime: CtrRuntime, container_id: str, command: list[str]) -> None:
         self.runtime = runtime
         self.container_id = container_id
+        self.started_as = "exec"
         self.exec_id = f"exec-{secrets.token_hex(8)}"
         self.argv = runtime.ctr_argv("tasks", "exec", "--exec-id", self.exec_id, container_id, *command,
                                      stdin=True)
         self._process: asyncio.subprocess.Process | None = None
         self._early_stderr = bytearray()
-
-    @property
-    def process(self) -> asyncio.subprocess.Process:
-        if self._process is None:
-            raise RuntimeError("the exec was not started")
-        return self._process
 
     async def start(self, *, stdin: bool, tty: bool) -> None:
         self._process = await asyncio.create_subprocess_exec(
@@ -543,17 +569,6 @@ class CtrExec:
         await asyncio.gather(pump(process.stdout, STDOUT), pump(process.stderr, STDERR))
         await flush_held()
 
-    async def write(self, data: bytes) -> None:
-        stdin = self.process.stdin
-        if stdin is not None:
-            with contextlib.suppress(ConnectionError):
-                stdin.write(data)
-                await stdin.drain()
-
-    def close_stdin(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-
     async def wait(self) -> int:
         code = await self.process.wait()
         failure = exec_failure(bytes(self._early_stderr)) if code != 0 else None
@@ -569,18 +584,13 @@ class CtrExec:
         if self._process is not None:
             _kill_group(self._process.pid)
 
-    async def close(self) -> None:
-        if self._process is not None and self._process.returncode is None:
-            _kill_group(self._process.pid)
-            await self._process.wait()
-
 
 # The node's shell prints its PID, then becomes ``ctr`` (argv only: the container ID is an argument
 # of the shell, never part of its script).
 _PRINT_PID_THEN_EXEC = 'echo "$$" && exec "$@"'
 
 
-class CtrAttach:
+class CtrAttach(_CtrStdio):
     """``ctr tasks attach``: the stdio of the container's PID 1 (CRI Attach). containerd keeps them
     as FIFOs that its shim holds open, so a client can come and go, as with CRI on kind.
 
@@ -600,16 +610,11 @@ class CtrAttach:
         self.container_id = container_id
         self.argv = [runtime.docker, "exec", "-i", runtime.node, "sh", "-c", _PRINT_PID_THEN_EXEC, "sh",
                      "ctr", "-n", NAMESPACE, "tasks", "attach", container_id]
+        self.started_as = "attach"
         self.node_pid: int | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._tty = False
         self._stderr_tail = bytearray()  # the end of ctr's stderr: its own error, if attaching failed
-
-    @property
-    def process(self) -> asyncio.subprocess.Process:
-        if self._process is None:
-            raise RuntimeError("the attach was not started")
-        return self._process
 
     async def start(self, *, stdin: bool, tty: bool) -> None:
         self._tty = tty
@@ -636,19 +641,6 @@ class CtrAttach:
         await asyncio.gather(pump(process.stdout, STDOUT),
                              pump(process.stderr, STDOUT if self._tty else STDERR))
 
-    async def write(self, data: bytes) -> None:
-        stdin = self.process.stdin
-        if stdin is not None:
-            with contextlib.suppress(ConnectionError):
-                stdin.write(data)
-                await stdin.drain()
-
-    def close_stdin(self) -> None:
-        # This client's input ends; the container's stdin stays open (the shim holds a write end of
-        # its FIFO), as with CRI for a container without stdinOnce.
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-
     async def wait(self) -> int:
         code = await self.process.wait()
         last = bytes(self._stderr_tail).decode(errors="replace").strip().splitlines()[-1:] or [""]
@@ -664,7 +656,3 @@ class CtrAttach:
         if self._process is not None:
             _kill_group(self._process.pid)
 
-    async def close(self) -> None:
-        if self._process is not None and self._process.returncode is None:
-            _kill_group(self._process.pid)
-            await self._process.wait()
