@@ -1,7 +1,7 @@
 """Read pidmap's pictures back as graphs, with parsers that are not pidmap's: the tree by its drawing
 (each line's parent is the nearest line above it drawn one level less deep), DOT by Graphviz itself
 (``dot -Tjson``), Mermaid by its statements (the e2e tests use Mermaid's own parser:
-tests/e2e/mermaid_graph.mjs)."""
+tests/grid.py's mermaid_parse)."""
 
 from __future__ import annotations
 

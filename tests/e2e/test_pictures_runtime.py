@@ -10,19 +10,18 @@ the tree by its drawing, DOT by Graphviz (``dot -Tjson``), Mermaid by Mermaid's 
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Sandbox
+from tests import grid
+from tests.conftest import Sandbox
 from tests.kernel import nspid, pids_in_cgroup
 from tests.pictures import Graph, dot_graph, tree_path_to
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.docker, pytest.mark.root, pytest.mark.tool("dot", "node")]
 
-MERMAID = ROOT / ".cache" / "mermaid"
 SHIM = "/usr/local/bin/containerd-shim-runc-v2 -namespace k8s.io -id "
 
 
@@ -40,15 +39,10 @@ def _node_ps(node: str) -> dict[int, tuple[int, str]]:
 
 
 def _mermaid_graph(text: str) -> Graph:
-    assert (MERMAID / "node_modules" / "mermaid").is_dir(), \
-        "the mermaid parser is missing: scripts/test.sh installs it into .cache/mermaid (npm)"
-    out = subprocess.run(
-        ["node", "--input-type=module", "-e", (ROOT / "tests" / "e2e" / "mermaid_graph.mjs").read_text()],
-        input=text, capture_output=True, text=True, cwd=MERMAID, check=False, timeout=120)
-    assert out.returncode == 0, out.stdout + out.stderr
-    doc = json.loads(out.stdout)
-    return Graph(labels={name: label.replace("<br>", "\n") for name, label in doc["vertices"].items()},
-                 edges={(a, b) for a, b in doc["edges"]})
+    """Mermaid's own parser (tests/grid.py's ``mermaid_parse``), as the pictures' graph."""
+    doc = grid.mermaid_parse(text)
+    return Graph(labels={v["id"]: v["text"].replace("<br>", "\n") for v in doc["vertices"]},
+                 edges={(e["start"], e["end"]) for e in doc["edges"]})
 
 
 @pytest.mark.parametrize("example", ["kubia-manual.yaml", "shared-pid.yaml"])
