@@ -22,8 +22,7 @@ from aiohttp import web
 
 from pidmap.sandbox.api import errors, pods
 from pidmap.sandbox.api.meta import Obj
-from pidmap.sandbox.apiserver.exec_stream import offered_protocol, run_exec
-from pidmap.sandbox.apiserver.http import truthy
+from pidmap.sandbox.apiserver.exec_stream import run_exec, stream_options
 from pidmap.sandbox.contracts import ContainerNotFound, ContainerNotRunning, ExecProcess, Kubelet
 
 log = logging.getLogger("pidmap.sandbox.apiserver")
@@ -42,23 +41,8 @@ async def serve_attach(
     """``GET``/``POST .../pods/NAME/attach?container=C&stdin=true&stdout=true...`` on ``pod`` (found
     and authorized by the caller)."""
     name = pod["metadata"]["name"]
-    query = request.query
-    stdin, stdout = truthy(query.get("stdin")), truthy(query.get("stdout"))
-    stderr, tty = truthy(query.get("stderr")), truthy(query.get("tty"))
-    if not (stdin or stdout or stderr):
-        raise errors.bad_request("you must specify at least 1 of stdin, stdout, stderr")
-    container = query.get("container") or pods.default_container(pod)
-    if container is None or container not in pods.container_names(pod):
-        raise errors.bad_request(f"container {container} is not valid for pod {name}")
-    phase = pod["status"].get("phase")
-    if phase in ("Succeeded", "Failed"):
-        raise errors.bad_request(f"cannot attach to a container in a completed pod; current phase is {phase}")
-    protocol = offered_protocol(request)
-    if protocol is None:
-        raise errors.bad_request(
-            "the sandbox supports attach only over WebSocket with subprotocol "
-            "v5.channel.k8s.io or v4.channel.k8s.io"
-        )
+    options = stream_options(request, pod, "attach to")
+    container, protocol = options.container, options.protocol
     try:
         process: ExecProcess = kubelet.attach(pod, container)
     except ContainerNotFound as err:
@@ -66,13 +50,13 @@ async def serve_attach(
     except ContainerNotRunning:
         raise errors.bad_request(f'container not found ("{container}")') from None
     # A container started without stdin has none to attach to (kubectl itself drops stdin then).
-    stdin = stdin and bool((pods.container_spec(pod, container) or {}).get("stdin"))
+    stdin = options.stdin and bool((pods.container_spec(pod, container) or {}).get("stdin"))
     socket = web.WebSocketResponse(protocols=(protocol,), autoping=True)
     await socket.prepare(request)
     sockets.add(socket)
     try:
-        await run_exec(socket, process, protocol, stdin=stdin, stdout=stdout, stderr=stderr, tty=tty,
-                       command=[], status_of=attach_status)
+        await run_exec(socket, process, protocol, stdin=stdin, stdout=options.stdout, stderr=options.stderr,
+                       tty=options.tty, command=[], status_of=attach_status)
         await socket.close()
     finally:
         sockets.discard(socket)

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -43,31 +44,54 @@ def offered_protocol(request: web.Request) -> str | None:
     return next((p for p in PROTOCOLS if p in offered), None)
 
 
-async def serve_exec(
-    request: web.Request, pod: Obj, kubelet: Kubelet, sockets: set[web.WebSocketResponse]
-) -> web.StreamResponse:
-    """``kubectl exec`` into ``pod`` (found and authorized by the caller)."""
+@dataclass(frozen=True)
+class StreamOptions:
+    """What an exec or attach request asks for: the container, its streams and the channel protocol."""
+
+    container: str
+    stdin: bool
+    stdout: bool
+    stderr: bool
+    tty: bool
+    protocol: str
+
+
+def stream_options(request: web.Request, pod: Obj, action: str, *,
+                   command: list[str] | None = None) -> StreamOptions:
+    """The checks kubelet makes of an exec (``action`` "exec into", with its ``command``) or an
+    attach ("attach to"), in its order and words; a failed one is a 400 BadRequest."""
     name = pod["metadata"]["name"]
     query = request.query
-    command = query.getall("command", [])
     stdin, stdout = truthy(query.get("stdin")), truthy(query.get("stdout"))
     stderr, tty = truthy(query.get("stderr")), truthy(query.get("tty"))
     if not (stdin or stdout or stderr):
         raise errors.bad_request("you must specify at least 1 of stdin, stdout, stderr")
-    if not command:
+    if command is not None and not command:
         raise errors.bad_request("you must specify at least one command for the container")
     container = query.get("container") or pods.default_container(pod)
     if container is None or container not in pods.container_names(pod):
         raise errors.bad_request(f"container {container} is not valid for pod {name}")
     phase = pod["status"].get("phase")
     if phase in ("Succeeded", "Failed"):
-        raise errors.bad_request(f"cannot exec into a container in a completed pod; current phase is {phase}")
+        raise errors.bad_request(f"cannot {action} a container in a completed pod; current phase is {phase}")
     protocol = offered_protocol(request)
     if protocol is None:
+        verb = action.split()[0]
         raise errors.bad_request(
-            "the sandbox supports exec only over WebSocket with subprotocol "
+            f"the sandbox supports {verb} only over WebSocket with subprotocol "
             "v5.channel.k8s.io or v4.channel.k8s.io"
         )
+    return StreamOptions(container, stdin, stdout, stderr, tty, protocol)
+
+
+async def serve_exec(
+    request: web.Request, pod: Obj, kubelet: Kubelet, sockets: set[web.WebSocketResponse]
+) -> web.StreamResponse:
+    """``kubectl exec`` into ``pod`` (found and authorized by the caller)."""
+    name = pod["metadata"]["name"]
+    command = request.query.getall("command", [])
+    options = stream_options(request, pod, "exec into", command=command)
+    container, protocol = options.container, options.protocol
     not_running: str | None = None
     process: ExecProcess | None = None
     try:
@@ -86,8 +110,8 @@ async def serve_exec(
             assert not_running is not None
             await send_status(socket, internal_error(not_running))
         else:
-            await run_exec(socket, process, protocol, stdin=stdin, stdout=stdout, stderr=stderr, tty=tty,
-                           command=command)
+            await run_exec(socket, process, protocol, stdin=options.stdin, stdout=options.stdout,
+                           stderr=options.stderr, tty=options.tty, command=command)
         await socket.close()
     finally:
         sockets.discard(socket)
