@@ -54,6 +54,7 @@ TOOL_HINTS = {
     "zsh": "scripts/setup.sh installs it (apt-get install zsh)",
     "fish": "scripts/setup.sh installs it (apt-get install fish)",
     "chattr": "apt-get install e2fsprogs",
+    "dockerd": "Debian's docker.io: scripts/install-docker.sh",
 }
 # Fixtures that bring up or use the shared sandbox: a test using one must say so by its marker.
 SANDBOX_FIXTURES = {"sandbox", "running_examples", "module_namespace"}

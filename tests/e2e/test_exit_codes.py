@@ -2,7 +2,8 @@
 
 3 for `node` and `whois --level node` with a node no cluster or engine has; 6 for a 403 on reading
 pods (the sandbox's RBAC stand-in, `pidmap sandbox forbid`); 7 for a node that is no Docker
-container where Docker was asked for; 9 for a shell-less container whose host side cannot be seen,
+container where Docker was asked for (a name no one knows, and a node of the cluster that a second,
+empty Docker engine does not hold); 9 for a shell-less container whose host side cannot be seen,
 and for a node agent that ends before it scans. The codes that need no cluster are in
 test_exit_codes_offline.py; tests/unit/test_exit_code_coverage.py keeps the README's table and the
 tests that produce each code in step.
@@ -11,7 +12,10 @@ tests that produce each code in step.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +24,7 @@ import pytest
 from pidmap.errors import ExitStatus
 from tests.conftest import Pods, Sandbox
 from tests.e2e.test_agent import wait_no_agent
-from tests.kernel import container_init
+from tests.kernel import container_init, nspid
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.root, pytest.mark.docker]
 
@@ -73,6 +77,68 @@ def test_node_that_is_no_docker_container_with_via_docker_is_7(sandbox: Sandbox,
     # there (docker ps above), so nothing can be read: 7, not a fallback to the container level.
     assert_error(sandbox.pidmap("node", ghost, "--via", "docker", check=False), ExitStatus.DOCKER,
                  f"node {ghost} is not a Docker container on this engine")
+
+
+@pytest.fixture(scope="module")
+def empty_engine() -> Iterator[str]:
+    """A second, real Docker engine (dockerd with its own data, exec root and socket) that holds no
+    container: what pidmap meets on a machine whose engine is not the one running the cluster's
+    nodes. Yields its DOCKER_HOST; stops it (and the containerd it started) at the end."""
+    home = Path(tempfile.mkdtemp(prefix="pidmap-engine-", dir="/tmp"))  # short: socket paths <108
+    (home / "daemon.json").write_text("{}")  # not /etc/docker/daemon.json: the main engine's
+    host = f"unix://{home}/docker.sock"
+    log = (home / "dockerd.log").open("w")
+    engine = subprocess.Popen(
+        ["dockerd", "-H", host, "--config-file", str(home / "daemon.json"), "--data-root", str(home / "data"),
+         "--exec-root", str(home / "exec"), "--pidfile", str(home / "dockerd.pid"),
+         "--iptables=false", "--ip-masq=false", "--bridge=none"],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run(["docker", "-H", host, "ps", "-aq"], capture_output=True, text=True,
+                             check=False).returncode != 0:
+            assert engine.poll() is None, (home / "dockerd.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "the second dockerd did not answer within 60 s"
+            time.sleep(0.2)
+        listed = subprocess.run(["docker", "-H", host, "ps", "-aq"], capture_output=True, text=True,
+                                check=True).stdout
+        assert listed.split() == []
+        yield host
+    finally:
+        engine.terminate()
+        engine.wait(timeout=60)
+        log.close()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.tool("dockerd")
+def test_node_of_the_cluster_that_is_no_container_here_is_7(sandbox: Sandbox, running_examples: Pods,
+                                                            empty_engine: str) -> None:
+    # The node is real (kubectl lists it and the pod runs on it) and a Docker engine answers, but
+    # the engine is not the one that holds the node: where Docker was asked for, 7.
+    node = running_examples["kubia-manual"]["spec"]["nodeName"]
+    assert node in _cluster_nodes(sandbox)
+    env = {**sandbox.env, "DOCKER_HOST": empty_engine}
+    for argv in (["show", "kubia-manual", "--via", "docker"], ["show", "kubia-manual", "--via", "local"],
+                 ["node", node, "--via", "docker"]):
+        assert_error(sandbox.pidmap(*argv, env=env, check=False), ExitStatus.DOCKER,
+                     f"node {node} is not a Docker container on this engine")
+    # Without --via, pidmap maps what it can (the container level, from the exec) and says why the
+    # rest is missing: exit 0, PID 1 as the container sees it (kubectl exec ps, the independent view).
+    shown = sandbox.pidmap("show", "kubia-manual", "-o", "json", env=env, check=False)
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    (container,) = doc["containers"]
+    ps = sandbox.kubectl("exec", "kubia-manual", "--", "ps", "-o", "pid,args").stdout.splitlines()[1:]
+    assert {p["container_pid"]: p["command"] for p in container["processes"]} == {
+        int(pid): args for pid, args in (line.split(None, 1) for line in ps) if not args.startswith("ps ")}
+    assert all(p["node_pid"] is None and p["host_pid"] is None for p in container["processes"])
+    assert f"node {node} is not a Docker container on this engine" in doc["notes"]
+    # The positive control: the engine that holds the node maps the same pod to the host (exit 0).
+    # NSpid of each host PID: host, node, container, as the kernel numbers them.
+    mapped = json.loads(sandbox.pidmap("show", "kubia-manual", "--via", "docker", "-o", "json").stdout)
+    for proc in mapped["containers"][0]["processes"]:
+        assert nspid(proc["host_pid"]) == [proc["host_pid"], proc["node_pid"], proc["container_pid"]], proc
 
 
 @pytest.fixture(scope="module")

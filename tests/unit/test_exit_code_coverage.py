@@ -40,6 +40,7 @@ PRODUCED_BY: dict[int, list[str]] = {
         "e2e/test_exit_codes.py::test_reading_pods_forbidden_is_6"],  # 403 on get/list/watch pods
     7: ["e2e/test_show_errors.py::test_docker_engine_down_with_via_docker",
         "e2e/test_exit_codes.py::test_node_that_is_no_docker_container_with_via_docker_is_7",
+        "e2e/test_exit_codes.py::test_node_of_the_cluster_that_is_no_container_here_is_7",
         "e2e/test_no_docker.py::test_whois_without_any_way_to_the_node_says_so"],
     8: ["e2e/test_show.py::test_not_running_phases",  # Pending, Succeeded, Failed
         "e2e/test_sandbox_runtime.py::test_stopped_node_makes_its_pods_unknown"],  # Unknown
