@@ -23,7 +23,8 @@ def _valid_name(_ctx: click.Context, _param: click.Parameter, value: str | None)
 
 
 # The requests the stand-in API server can refuse as RBAC would.
-FORBIDDABLE = ("get:pods", "list:pods", "watch:pods", "create:pods", "delete:pods", "create:pods/exec")
+FORBIDDABLE = ("get:pods", "list:pods", "watch:pods", "create:pods", "delete:pods", "create:pods/exec",
+               "create:pods/attach")
 
 
 def _valid_rules(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Sandbox
+from tests.conftest import Pods, Sandbox
 from tests.kernel import nspid, pids_in_cgroup, pids_running
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.docker, pytest.mark.root, pytest.mark.tool("kubectl")]
@@ -153,3 +153,17 @@ def test_a_client_that_goes_away_detaches_and_kubectl_attach_reaches_it_again(sa
         assert not pids_in_cgroup(cid)
     finally:
         sandbox.kubectl("delete", "pod", "pa-detach", "--wait=true")
+
+
+def test_attach_can_be_forbidden_as_rbac_would(sandbox: Sandbox, running_examples: Pods) -> None:
+    # `sandbox forbid create:pods/attach`: kubectl attach (and so kubectl debug's attach) gets RBAC's
+    # 403; exec, a different subresource, is still allowed (the rule is no blanket refusal).
+    sandbox.pidmap("sandbox", "forbid", "--name", sandbox.name, "create:pods/attach")
+    try:
+        refused = sandbox.kubectl("attach", "kubia-manual", "-i", input="", check=False, timeout=60)
+        assert refused.returncode != 0 and "(Forbidden)" in refused.stderr, refused.stderr
+        assert 'cannot create resource "pods/attach"' in refused.stderr, refused.stderr
+        allowed = sandbox.kubectl("exec", "kubia-manual", "--", "cat", "/proc/1/cmdline")
+        assert allowed.stdout.startswith("node"), allowed.stdout
+    finally:
+        sandbox.pidmap("sandbox", "forbid", "--name", sandbox.name)
