@@ -17,8 +17,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,16 +115,18 @@ def _states(freezer: Path) -> tuple[str, str]:
     return ("FROZEN", "THAWED") if freezer.name == "freezer.state" else ("1", "0")
 
 
-def test_frozen_container_probe_is_refused_and_the_host_side_maps_it(faults: Sandbox) -> None:
-    pod = _pod(faults, "fl-frozen", "sleep 3600 & wait")
+def _show_while_frozen(faults: Sandbox, name: str, freezer_of: Callable[[int], Path],
+                       ) -> tuple[set[int], set[int], dict[str, Any]]:
+    """A pod running ``sleep 3600 & wait`` whose freezer (``freezer_of`` its PID 1) is frozen while
+    `pidmap show -o json` maps it, exit 0: (its PIDs before, the kernel's PIDs in the container's
+    cgroup while still frozen, the container's map). Thawed whatever happens."""
+    pod = _pod(faults, name, "sleep 3600 & wait")
     pids = kernel.pids_in_cgroup(_container_id(pod))
-    freezer = _freezer(pids[0])
+    freezer = freezer_of(pids[0])
     frozen, thawed = _states(freezer)
     freezer.write_text(frozen)
     try:
-        # The container's own cgroup is frozen: runc takes it for paused and refuses the exec at
-        # once (as on a real kind node), so the probe fails without waiting for any timeout.
-        result = faults.pidmap("show", "fl-frozen", "-o", "json", "--request-timeout", f"{TIMEOUT:g}s",
+        result = faults.pidmap("show", name, "-o", "json", "--request-timeout", f"{TIMEOUT:g}s",
                                check=False, timeout=60)
         # Read while still frozen: nothing in the cgroup can start or exit.
         truth = set(kernel.pids_in_cgroup(_container_id(pod)))
@@ -131,9 +134,16 @@ def test_frozen_container_probe_is_refused_and_the_host_side_maps_it(faults: San
         freezer.write_text(thawed)
     _clean(result)
     assert result.returncode == 0, result.stderr
-    doc = json.loads(result.stdout)
-    (cmap,) = doc["containers"]
-    assert {p["host_pid"] for p in cmap["processes"]} == truth >= set(pids)
+    (cmap,) = json.loads(result.stdout)["containers"]
+    assert {p["host_pid"] for p in cmap["processes"]} == truth
+    return set(pids), truth, cmap
+
+
+def test_frozen_container_probe_is_refused_and_the_host_side_maps_it(faults: Sandbox) -> None:
+    # The container's own cgroup is frozen: runc takes it for paused and refuses the exec at
+    # once (as on a real kind node), so the probe fails without waiting for any timeout.
+    pids, truth, cmap = _show_while_frozen(faults, "fl-frozen", _freezer)
+    assert truth >= pids
     for proc in cmap["processes"]:
         assert proc["container_pid"] == kernel.nspid(proc["host_pid"])[-1]
     # The runtime's refusal is the note (not a timeout), and the map says where it came from.
@@ -143,26 +153,11 @@ def test_frozen_container_probe_is_refused_and_the_host_side_maps_it(faults: San
 
 
 def test_probe_stuck_in_a_frozen_pod_times_out_and_the_host_side_maps_it(faults: Sandbox) -> None:
-    pod = _pod(faults, "fl-stuck", "sleep 3600 & wait")
-    pids = kernel.pids_in_cgroup(_container_id(pod))
-    freezer = _pod_freezer(pids[0])
-    frozen, thawed = _states(freezer)
-    freezer.write_text(frozen)
-    try:
-        # The probe's exec joins the container's cgroup, and freezes with the pod: it never answers.
-        result = faults.pidmap("show", "fl-stuck", "-o", "json", "--request-timeout", f"{TIMEOUT:g}s",
-                               check=False, timeout=60)
-        # Read while still frozen: nothing in the cgroup can start or exit, the stuck exec included
-        # (it joined the container's cgroup, so it is the container's as the kernel sees it).
-        truth = set(kernel.pids_in_cgroup(_container_id(pod)))
-    finally:
-        freezer.write_text(thawed)
-    _clean(result)
-    assert result.returncode == 0, result.stderr
-    assert truth > set(pids)  # the stuck exec's process is in the container
-    doc = json.loads(result.stdout)
-    (cmap,) = doc["containers"]
-    assert {p["host_pid"] for p in cmap["processes"]} == truth
+    # The probe's exec joins the container's cgroup, and freezes with the pod: it never answers. The
+    # kernel's PIDs, read while frozen, include the stuck exec (it joined the container's cgroup, so
+    # it is the container's as the kernel sees it).
+    pids, truth, cmap = _show_while_frozen(faults, "fl-stuck", _pod_freezer)
+    assert truth > pids
     assert any(f"did not finish within {TIMEOUT:g}s" in note for note in cmap["notes"]), cmap["notes"]
 
 
