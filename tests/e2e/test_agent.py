@@ -42,12 +42,13 @@ spec:
 
 
 @pytest.fixture(scope="module")
-def pods(sandbox: Sandbox) -> Iterator[list[str]]:
+def pods(sandbox: Sandbox, module_namespace: str) -> Iterator[list[str]]:
+    """kubia-manual (the shared example, in default) and three, this module's own pod, in its namespace."""
     sandbox.apply_example("kubia-manual.yaml")
-    sandbox.kubectl("apply", "-f", "-", input=THREE)
-    sandbox.wait_phase("three", {"Running"})
+    sandbox.kubectl("apply", "-n", module_namespace, "-f", "-", input=THREE)
+    sandbox.wait_phase("three", {"Running"}, module_namespace)
     yield ["kubia-manual", "three"]
-    sandbox.kubectl("delete", "pod", "three", "--wait=true")
+    sandbox.kubectl("delete", "pod", "three", "-n", module_namespace, "--wait=true")
 
 
 @pytest.fixture
@@ -71,10 +72,10 @@ def wait_no_agent(box: Sandbox, namespace: str | None = None, timeout: float = 2
     assert not left, [p["metadata"]["name"] for p in left]
 
 
-def kernel_rows(box: Sandbox, pod: str) -> dict[str, set[tuple[int, int, int]]]:
+def kernel_rows(box: Sandbox, pod: str, namespace: str) -> dict[str, set[tuple[int, int, int]]]:
     """container → {(container PID, node PID, host PID)} from the host's /proc, by cgroup."""
     rows: dict[str, set[tuple[int, int, int]]] = {}
-    for status in box.pod(pod)["status"]["containerStatuses"]:
+    for status in box.pod(pod, namespace)["status"]["containerStatuses"]:
         container_id = status["containerID"].split("://")[-1]
         found = set()
         for host_pid in pids_in_cgroup(container_id):
@@ -95,13 +96,15 @@ def mapped_rows(doc: dict[str, Any]) -> dict[str, set[tuple[int, int, int | None
 
 @pytest.mark.parametrize("pod", ["kubia-manual", "three"])
 def test_agent_node_pids_are_the_kernels(sandbox: Sandbox, pods: list[str], no_docker: dict[str, str],
-                                        pod: str) -> None:
-    before = kernel_rows(sandbox, pod)
-    result = sandbox.pidmap("show", pod, "--via", "agent", "-o", "json", env=no_docker, check=False)
+                                        pod: str, module_namespace: str) -> None:
+    namespace = module_namespace if pod == "three" else "default"
+    before = kernel_rows(sandbox, pod, namespace)
+    result = sandbox.pidmap("show", pod, "-n", namespace, "--via", "agent", "-o", "json", env=no_docker,
+                            check=False)
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["via"] == "agent"
-    after = kernel_rows(sandbox, pod)
+    after = kernel_rows(sandbox, pod, namespace)
     for name, rows in mapped_rows(doc).items():
         assert rows, name
         # Every row is a real process's chain, as the kernel gives it (host, node, container).
@@ -111,9 +114,10 @@ def test_agent_node_pids_are_the_kernels(sandbox: Sandbox, pods: list[str], no_d
 
 
 def test_agent_alone_gives_node_pids_when_this_machine_cannot_see_the_node(
-        sandbox: Sandbox, pods: list[str], no_docker: dict[str, str]) -> None:
+        sandbox: Sandbox, pods: list[str], no_docker: dict[str, str], module_namespace: str) -> None:
     """Run as nobody, this machine's /proc cannot tell which namespace a process is in, so only the
     agent's own scan is used (as on a remote cluster): node PIDs = the kernel's middle NSpid field."""
+    ns = module_namespace
     home = Path(tempfile.mkdtemp(prefix="ag-nobody-"))
     try:
         home.chmod(0o755)
@@ -121,14 +125,14 @@ def test_agent_alone_gives_node_pids_when_this_machine_cannot_see_the_node(
         kubeconfig.write_text(sandbox.kubeconfig.read_text())
         kubeconfig.chmod(0o644)
         env = {**no_docker, "KUBECONFIG": str(kubeconfig), "HOME": str(home)}
-        argv = [*UNPRIVILEGED_ID, sys.executable, "-m", "pidmap", "show", "three", "--via", "agent",
+        argv = [*UNPRIVILEGED_ID, sys.executable, "-m", "pidmap", "show", "three", "-n", ns, "--via", "agent",
                 "-o", "json"]
         result = sandbox.run(argv, env=env, check=False)
     finally:
         shutil.rmtree(home)
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    kernel = {name: {(c, n) for c, n, _ in rows} for name, rows in kernel_rows(sandbox, "three").items()}
+    kernel = {name: {(c, n) for c, n, _ in rows} for name, rows in kernel_rows(sandbox, "three", ns).items()}
     for name, rows in mapped_rows(doc).items():
         assert all(host is None for _, _, host in rows)
         assert {(c, n) for c, n, _ in rows} <= kernel[name] and rows, (name, rows, kernel[name])
@@ -144,8 +148,9 @@ def _pods_and_containers(docs: list[dict[str, Any]]) -> set[tuple[str, str, str,
 
 
 def test_node_and_whois_by_agent_match_docker(sandbox: Sandbox, pods: list[str],
-                                              no_docker: dict[str, str]) -> None:
-    node = sandbox.pod("three")["spec"]["nodeName"]
+                                              no_docker: dict[str, str], module_namespace: str) -> None:
+    ns = module_namespace
+    node = sandbox.pod("three", ns)["spec"]["nodeName"]
     by_docker = json.loads(sandbox.pidmap("node", node, "-o", "json").stdout)
     result = sandbox.pidmap("node", node, "--via", "agent", "-o", "json", env=no_docker, check=False)
     assert result.returncode == 0, result.stderr
@@ -153,8 +158,8 @@ def test_node_and_whois_by_agent_match_docker(sandbox: Sandbox, pods: list[str],
     assert {d["pod"] for d in by_agent} == {d["pod"] for d in by_docker}
     assert _pods_and_containers(by_agent) == _pods_and_containers(by_docker)
 
-    (one,) = [c for c in json.loads(sandbox.pidmap("show", "three", "-o", "json").stdout)["containers"]
-              if c["name"] == "one"]
+    shown = json.loads(sandbox.pidmap("show", "three", "-n", ns, "-o", "json").stdout)
+    (one,) = [c for c in shown["containers"] if c["name"] == "one"]
     node_pid = one["processes"][0]["node_pid"]
     docker_answer = json.loads(sandbox.pidmap("whois", str(node_pid), "--level", "node", "--node", node,
                                               "-o", "json").stdout)
@@ -168,16 +173,18 @@ def test_node_and_whois_by_agent_match_docker(sandbox: Sandbox, pods: list[str],
     wait_no_agent(sandbox)
 
 
-def test_run_without_via_agent_creates_nothing(sandbox: Sandbox, pods: list[str]) -> None:
+def test_run_without_via_agent_creates_nothing(sandbox: Sandbox, pods: list[str],
+                                               module_namespace: str) -> None:
+    ns = module_namespace
     def uids() -> list[str]:
         out = sandbox.kubectl("get", "pods", "-A", "-o", "jsonpath={.items[*].metadata.uid}").stdout
         return sorted(out.split())
 
     wait_no_agent(sandbox)  # an earlier test's agent may still be finishing its deletion
     before = uids()
-    node = sandbox.pod("three")["spec"]["nodeName"]
-    for argv in (["show", "three"], ["show", "--all", "-A"], ["node", node],
-                 ["watch", "three", "--count", "1"]):
+    node = sandbox.pod("three", ns)["spec"]["nodeName"]
+    for argv in (["show", "three", "-n", ns], ["show", "--all", "-A"], ["node", node],
+                 ["watch", "three", "-n", ns, "--count", "1"]):
         sandbox.pidmap(*argv)
     created = set(uids()) - set(before)  # a pod another test deleted may finish going meanwhile
     assert not created, created
@@ -268,8 +275,9 @@ def test_sigint_mid_run_deletes_the_agent(sandbox: Sandbox, pods: list[str],
 
 
 def test_sigterm_mid_run_deletes_the_agent(sandbox: Sandbox, pods: list[str],
-                                           no_docker: dict[str, str]) -> None:
-    run = _start_then_wait_for_agent(sandbox, no_docker, "show", "three", "--via", "agent")
+                                           no_docker: dict[str, str], module_namespace: str) -> None:
+    ns = module_namespace
+    run = _start_then_wait_for_agent(sandbox, no_docker, "show", "three", "-n", ns, "--via", "agent")
     run.send_signal(signal.SIGTERM)
     _, err = run.communicate(timeout=60)
     assert run.returncode in (0, ExitStatus.INTERRUPTED), err  # it may have finished first

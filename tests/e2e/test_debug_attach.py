@@ -38,10 +38,12 @@ def _cmdline(pid: int) -> str:
     return (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
 
 
-def test_kubectl_debug_attaches_a_shell_in_the_targets_pid_namespace(sandbox: Sandbox) -> None:
-    sandbox.kubectl("apply", "-f", "-", input=POD)
+def test_kubectl_debug_attaches_a_shell_in_the_targets_pid_namespace(sandbox: Sandbox, module_namespace: str,
+                                                                     ) -> None:
+    ns = module_namespace
+    sandbox.kubectl("apply", "-n", ns, "-f", "-", input=POD)
     try:
-        pod = sandbox.wait_phase("pa-attach", {"Running"})
+        pod = sandbox.wait_phase("pa-attach", {"Running"}, ns)
         app_id = pod["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
         deadline = time.monotonic() + 30
         # Both sleeps started (the shell has become the second one).
@@ -55,8 +57,8 @@ def test_kubectl_debug_attaches_a_shell_in_the_targets_pid_namespace(sandbox: Sa
         expected = {nspid(pid)[-1]: _cmdline(pid) for pid in app}
         target_ns = (PROC / str(app[0]) / "ns" / "pid").readlink()
         shell = "ps -o pid,args; readlink /proc/$$/ns/pid; exit\n"
-        result = sandbox.kubectl("debug", "-i", "pa-attach", "--image=busybox", "--target=app", "--", "sh",
-                                 input=shell, timeout=120)
+        result = sandbox.kubectl("debug", "-i", "pa-attach", "-n", ns, "--image=busybox", "--target=app",
+                                 "--", "sh", input=shell, timeout=120)
         # Attached, not kubectl's fallback to the container's log.
         assert "falling back" not in result.stderr and "error" not in result.stderr.lower(), result.stderr
         # kubectl's own lines ("Targeting container ...", "Defaulting debug container name ...") first.
@@ -69,19 +71,19 @@ def test_kubectl_debug_attaches_a_shell_in_the_targets_pid_namespace(sandbox: Sa
         # pidmap lists the debugger as an ephemeral container of the pod, ended by its exit.
         deadline = time.monotonic() + 30
         while True:
-            status = sandbox.pod("pa-attach")["status"].get("ephemeralContainerStatuses") or []
+            status = sandbox.pod("pa-attach", ns)["status"].get("ephemeralContainerStatuses") or []
             if status and "terminated" in status[0]["state"]:
                 break
             assert time.monotonic() < deadline, status
             time.sleep(0.3)
         assert status[0]["state"]["terminated"]["exitCode"] == 0, status[0]["state"]
-        doc = json.loads(sandbox.pidmap("show", "pa-attach", "-o", "json").stdout)
+        doc = json.loads(sandbox.pidmap("show", "pa-attach", "-n", ns, "-o", "json").stdout)
         by_type = {c["type"]: c for c in doc["containers"]}
         assert by_type["ephemeral"]["name"] == status[0]["name"]
         assert by_type["ephemeral"]["state"] == "terminated"
         assert {p["host_pid"] for p in by_type["app"]["processes"]} == set(app)
     finally:
-        sandbox.kubectl("delete", "pod", "pa-attach", "--wait=true")
+        sandbox.kubectl("delete", "pod", "pa-attach", "-n", ns, "--wait=true")
 
 
 DETACH_POD = """apiVersion: v1
@@ -93,10 +95,10 @@ spec:
 """
 
 
-def _ephemeral(sandbox: Sandbox, pod: str, name: str, state: str) -> dict[str, Any]:
+def _ephemeral(sandbox: Sandbox, pod: str, namespace: str, name: str, state: str) -> dict[str, Any]:
     deadline = time.monotonic() + 60
     while True:
-        found = [s for s in sandbox.pod(pod)["status"].get("ephemeralContainerStatuses") or []
+        found = [s for s in sandbox.pod(pod, namespace)["status"].get("ephemeralContainerStatuses") or []
                  if s["name"] == name]
         if found and state in found[0]["state"]:
             entry: dict[str, Any] = found[0]
@@ -105,12 +107,15 @@ def _ephemeral(sandbox: Sandbox, pod: str, name: str, state: str) -> dict[str, A
         time.sleep(0.3)
 
 
-def test_a_client_that_goes_away_detaches_and_kubectl_attach_reaches_it_again(sandbox: Sandbox) -> None:
-    sandbox.kubectl("apply", "-f", "-", input=DETACH_POD)
+def test_a_client_that_goes_away_detaches_and_kubectl_attach_reaches_it_again(sandbox: Sandbox,
+                                                                              module_namespace: str) -> None:
+    ns = module_namespace
+    sandbox.kubectl("apply", "-n", ns, "-f", "-", input=DETACH_POD)
     try:
-        sandbox.wait_phase("pa-detach", {"Running"})
+        sandbox.wait_phase("pa-detach", {"Running"}, ns)
         client = subprocess.Popen(
-            ["kubectl", "debug", "-i", "pa-detach", "--image=busybox", "--container=dbg", "--", "sh"],
+            ["kubectl", "debug", "-i", "pa-detach", "-n", ns, "--image=busybox", "--container=dbg", "--",
+             "sh"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=sandbox.env)
         lines: queue.Queue[bytes] = queue.Queue()
         assert client.stdin is not None and client.stdout is not None
@@ -130,7 +135,7 @@ def test_a_client_that_goes_away_detaches_and_kubectl_attach_reaches_it_again(sa
         finally:
             client.kill()  # the client goes away without a word
             client.wait()
-        cid = str(_ephemeral(sandbox, "pa-detach", "dbg", "running")["containerID"]).removeprefix("containerd://")
+        cid = str(_ephemeral(sandbox, "pa-detach", ns, "dbg", "running")["containerID"]).removeprefix("containerd://")
         shell = pids_in_cgroup(cid)
         assert len(shell) == 1, shell
         # The kernel: the node's `ctr tasks attach` went with its client; the shell runs on.
@@ -140,19 +145,19 @@ def test_a_client_that_goes_away_detaches_and_kubectl_attach_reaches_it_again(sa
             time.sleep(0.3)
         time.sleep(1)
         assert pids_in_cgroup(cid) == shell
-        assert "running" in _ephemeral(sandbox, "pa-detach", "dbg", "running")["state"]
+        assert "running" in _ephemeral(sandbox, "pa-detach", ns, "dbg", "running")["state"]
         # Its stdin is still open: a second client reaches the same shell (PID 1 of its container).
-        again = sandbox.kubectl("attach", "pa-detach", "-c", "dbg", "-i", input="echo again $$\nexit 4\n",
-                                timeout=90)
+        again = sandbox.kubectl("attach", "pa-detach", "-n", ns, "-c", "dbg", "-i",
+                                input="echo again $$\nexit 4\n", timeout=90)
         assert "again 1" in again.stdout.splitlines(), (again.stdout, again.stderr)
         # The shell's exit ended the attach (kubectl exits 0: attach reports no exit code) ...
         assert again.returncode == 0
         # ... and the container, with the shell's code.
-        ended = _ephemeral(sandbox, "pa-detach", "dbg", "terminated")["state"]
+        ended = _ephemeral(sandbox, "pa-detach", ns, "dbg", "terminated")["state"]
         assert ended["terminated"]["exitCode"] == 4, ended
         assert not pids_in_cgroup(cid)
     finally:
-        sandbox.kubectl("delete", "pod", "pa-detach", "--wait=true")
+        sandbox.kubectl("delete", "pod", "pa-detach", "-n", ns, "--wait=true")
 
 
 def test_attach_can_be_forbidden_as_rbac_would(sandbox: Sandbox, running_examples: Pods) -> None:

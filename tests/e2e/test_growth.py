@@ -38,17 +38,20 @@ spec:
 
 
 @pytest.fixture(scope="module")
-def crowded_node(sandbox: Sandbox) -> Iterator[str]:
-    """One worker with 100 more running pods (each a busybox sleep: ~30 s to start here)."""
+def crowded_node(sandbox: Sandbox, module_namespace: str) -> Iterator[str]:
+    """One worker with 100 more running pods (each a busybox sleep: ~30 s to start here), in the
+    module's namespace."""
     node = f"{sandbox.name}-m03"
-    sandbox.kubectl("apply", "-f", "-", input=_manifest(node), timeout=300)
+    ns = module_namespace
+    sandbox.kubectl("apply", "-n", ns, "-f", "-", input=_manifest(node), timeout=300)
     try:
         # Phase Running is not enough: a pod whose container exited and waits to restart
         # (CrashLoopBackOff, restartPolicy Always) is Running too, with no process to map. Ready
         # (every container started and running, per the API) is what the maps need.
-        sandbox.kubectl("wait", "--for=condition=Ready", "pod", "-l", f"app={LABEL}",
+        sandbox.kubectl("wait", "-n", ns, "--for=condition=Ready", "pod", "-l", f"app={LABEL}",
                         "--timeout=900s", timeout=930)
-        pods = json.loads(sandbox.kubectl("get", "pod", "-l", f"app={LABEL}", "-o", "json").stdout)["items"]
+        pods = json.loads(sandbox.kubectl("get", "pod", "-n", ns, "-l", f"app={LABEL}", "-o",
+                                          "json").stdout)["items"]
         for pod in pods:
             (status,) = pod["status"]["containerStatuses"]
             # A sleep 86400 never exits: a restart would be the sandbox's kubelet mistaking a
@@ -57,7 +60,7 @@ def crowded_node(sandbox: Sandbox) -> Iterator[str]:
             assert status["restartCount"] == 0, (pod["metadata"]["name"], status)
         yield node
     finally:
-        sandbox.kubectl("delete", "pod", "-l", f"app={LABEL}", "--wait=true", timeout=300)
+        sandbox.kubectl("delete", "pod", "-n", ns, "-l", f"app={LABEL}", "--wait=true", timeout=300)
 
 
 def _log_lines(box: Sandbox) -> list[str]:

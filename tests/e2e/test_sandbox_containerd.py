@@ -89,19 +89,21 @@ def _host_processes_carrying(token: str) -> list[int]:
     return found
 
 
-def test_no_host_process_but_the_container_carries_its_command(sandbox: Sandbox) -> None:
+def test_no_host_process_but_the_container_carries_its_command(sandbox: Sandbox,
+                                                               module_namespace: str) -> None:
+    ns = module_namespace
     # A command no other process on this shared machine carries: only the container's own process
     # (three-level NSpid, in the container's cgroup) may show it; no launcher or helper.
     token = f"{31_000_000 + os.getpid()}"
-    sandbox.kubectl("run", "pa-argv", "--image=busybox", "--", "sleep", token)
+    sandbox.kubectl("run", "pa-argv", "-n", ns, "--image=busybox", "--", "sleep", token)
     try:
-        pod = sandbox.wait_phase("pa-argv", {"Running"})
+        pod = sandbox.wait_phase("pa-argv", {"Running"}, ns)
         own = set(pids_in_cgroup(_status_ids(pod)[0]))
         carrying = _host_processes_carrying(f"sleep {token}")
         assert carrying and set(carrying) <= own, {pid: _cmdline(pid) for pid in carrying}
         assert all(len(nspid(pid)) == 3 for pid in carrying), {pid: nspid(pid) for pid in carrying}
     finally:
-        sandbox.kubectl("delete", "pod", "pa-argv", "--wait=true")
+        sandbox.kubectl("delete", "pod", "pa-argv", "-n", ns, "--wait=true")
     # kubia-manual: within this sandbox's node containers, only the container carries app.js.
     kubia = sandbox.apply_example("kubia-manual.yaml")
     node_ids = [subprocess.run(["docker", "inspect", "-f", "{{.Id}}", node["metadata"]["name"]],
@@ -126,31 +128,34 @@ def test_containerd_lists_every_container_id_the_statuses_report(sandbox: Sandbo
         assert ids <= listed, (node, ids - listed)
 
 
-def test_crash_looping_container_backs_off_like_kubelet(sandbox: Sandbox) -> None:
-    sandbox.kubectl("run", "pa-crashloop", "--image=busybox", "--restart=Always", "--", "sh", "-c", "exit 2")
+def test_crash_looping_container_backs_off_like_kubelet(sandbox: Sandbox, module_namespace: str) -> None:
+    ns = module_namespace
+    sandbox.kubectl("run", "pa-crashloop", "-n", ns, "--image=busybox", "--restart=Always", "--", "sh",
+                    "-c", "exit 2")
     try:
         started = time.monotonic()
         seen: set[str] = set()
         while time.monotonic() - started < 30:
-            status = sandbox.pod("pa-crashloop")["status"].get("containerStatuses") or [{}]
+            status = sandbox.pod("pa-crashloop", ns)["status"].get("containerStatuses") or [{}]
             seen.add(((status[0].get("state") or {}).get("waiting") or {}).get("reason", ""))
             time.sleep(1)
-        status = sandbox.pod("pa-crashloop")["status"]["containerStatuses"][0]
+        status = sandbox.pod("pa-crashloop", ns)["status"]["containerStatuses"][0]
         # Restart 1 at once, 2 after 10 s, 3 after 20 s more: never more than 3 in 30 s.
         assert 2 <= status["restartCount"] <= 3, status
         assert status["lastState"]["terminated"]["exitCode"] == 2
         assert "CrashLoopBackOff" in seen, seen
     finally:
-        sandbox.kubectl("delete", "pod", "pa-crashloop", "--wait=true")
+        sandbox.kubectl("delete", "pod", "pa-crashloop", "-n", ns, "--wait=true")
 
 
-def test_host_pid_pod_runs_in_the_nodes_pid_namespace(sandbox: Sandbox) -> None:
+def test_host_pid_pod_runs_in_the_nodes_pid_namespace(sandbox: Sandbox, module_namespace: str) -> None:
+    ns = module_namespace
     manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pa-hostpid"},
                 "spec": {"hostPID": True, "containers": [{"name": "c", "image": "busybox",
                                                           "command": ["sleep", "3600"]}]}}
-    sandbox.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    sandbox.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
     try:
-        pod = sandbox.wait_phase("pa-hostpid", {"Running"})
+        pod = sandbox.wait_phase("pa-hostpid", {"Running"}, ns)
         pids = pids_in_cgroup(_status_ids(pod)[0])
         assert pids and all(len(nspid(pid)) == 2 for pid in pids), {pid: nspid(pid) for pid in pids}
         node_init = int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", pod["spec"]["nodeName"]],
@@ -158,79 +163,85 @@ def test_host_pid_pod_runs_in_the_nodes_pid_namespace(sandbox: Sandbox) -> None:
         node_ns = (PROC / str(node_init) / "ns" / "pid").readlink()
         assert (PROC / str(pids[0]) / "ns" / "pid").readlink() == node_ns
         # The container sees the node's processes: containerd among them.
-        assert "containerd" in sandbox.kubectl("exec", "pa-hostpid", "--", "ps").stdout
+        assert "containerd" in sandbox.kubectl("exec", "pa-hostpid", "-n", ns, "--", "ps").stdout
     finally:
-        sandbox.kubectl("delete", "pod", "pa-hostpid", "--wait=true")
+        sandbox.kubectl("delete", "pod", "pa-hostpid", "-n", ns, "--wait=true")
 
 
-def test_active_deadline_fails_the_pod_and_kills_its_containers(sandbox: Sandbox) -> None:
+def test_active_deadline_fails_the_pod_and_kills_its_containers(sandbox: Sandbox,
+                                                                module_namespace: str) -> None:
+    ns = module_namespace
     manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pa-deadline"},
                 "spec": {"activeDeadlineSeconds": 3, "containers": [{"name": "c", "image": "busybox",
                                                                       "command": ["sleep", "3600"]}]}}
-    sandbox.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    sandbox.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
     try:
-        running = sandbox.wait_phase("pa-deadline", {"Running"})
+        running = sandbox.wait_phase("pa-deadline", {"Running"}, ns)
         cid = _status_ids(running)[0]
         assert pids_in_cgroup(cid)
-        pod = sandbox.wait_phase("pa-deadline", {"Failed"}, timeout=30)
+        pod = sandbox.wait_phase("pa-deadline", {"Failed"}, ns, timeout=30)
         assert pod["status"]["reason"] == "DeadlineExceeded", pod["status"]
         assert "terminated" in pod["status"]["containerStatuses"][0]["state"]
         assert not pids_in_cgroup(cid)
     finally:
-        sandbox.kubectl("delete", "pod", "pa-deadline", "--wait=true")
+        sandbox.kubectl("delete", "pod", "pa-deadline", "-n", ns, "--wait=true")
 
 
-def _show(sandbox: Sandbox, pod: str) -> dict[str, Any]:
-    return dict(json.loads(sandbox.pidmap("show", pod, "-o", "json").stdout))
+def _show(sandbox: Sandbox, pod: str, namespace: str = "default") -> dict[str, Any]:
+    return dict(json.loads(sandbox.pidmap("show", pod, "-n", namespace, "-o", "json").stdout))
 
 
-def test_pause_image_pod_has_no_shell_and_is_mapped_from_the_host(sandbox: Sandbox) -> None:
-    sandbox.kubectl("run", "pa-pauseonly", "--image=registry.k8s.io/pause:3.10")
+def test_pause_image_pod_has_no_shell_and_is_mapped_from_the_host(sandbox: Sandbox,
+                                                                  module_namespace: str) -> None:
+    ns = module_namespace
+    sandbox.kubectl("run", "pa-pauseonly", "-n", ns, "--image=registry.k8s.io/pause:3.10")
     try:
-        pod = sandbox.wait_phase("pa-pauseonly", {"Running"})
-        failed = sandbox.kubectl("exec", "pa-pauseonly", "--", "ls", check=False)
+        pod = sandbox.wait_phase("pa-pauseonly", {"Running"}, ns)
+        failed = sandbox.kubectl("exec", "pa-pauseonly", "-n", ns, "--", "ls", check=False)
         assert failed.returncode != 0
         assert 'exec: "ls": executable file not found in $PATH' in failed.stderr, failed.stderr
         cid = _status_ids(pod)[0]
         (host_pid,) = pids_in_cgroup(cid)
-        shown = _show(sandbox, "pa-pauseonly")
+        shown = _show(sandbox, "pa-pauseonly", ns)
         (row,) = shown["containers"][0]["processes"]
         assert (row["container_pid"], row["host_pid"], row["command"]) == (1, host_pid, "/pause")
         assert nspid(host_pid) == [host_pid, row["node_pid"], 1]
         assert any("no shell" in note for note in shown["notes"]), shown["notes"]
     finally:
-        sandbox.kubectl("delete", "pod", "pa-pauseonly", "--wait=true")
+        sandbox.kubectl("delete", "pod", "pa-pauseonly", "-n", ns, "--wait=true")
 
 
-def test_kubectl_debug_adds_an_ephemeral_container_in_its_targets_pid_namespace(sandbox: Sandbox) -> None:
-    sandbox.kubectl("run", "pa-debugme", "--image=busybox", "--", "sleep", "3600")
+def test_kubectl_debug_adds_an_ephemeral_container_in_its_targets_pid_namespace(
+        sandbox: Sandbox, module_namespace: str) -> None:
+    ns = module_namespace
+    sandbox.kubectl("run", "pa-debugme", "-n", ns, "--image=busybox", "--", "sleep", "3600")
     try:
-        sandbox.wait_phase("pa-debugme", {"Running"})
-        sandbox.kubectl("debug", "pa-debugme", "--image=busybox", "--target=pa-debugme", "--",
+        sandbox.wait_phase("pa-debugme", {"Running"}, ns)
+        sandbox.kubectl("debug", "pa-debugme", "-n", ns, "--image=busybox", "--target=pa-debugme", "--",
                         "sleep", "1000")
 
         def debugger_running() -> dict[str, Any] | None:
-            entries = sandbox.pod("pa-debugme")["status"].get("ephemeralContainerStatuses") or []
+            entries = sandbox.pod("pa-debugme", ns)["status"].get("ephemeralContainerStatuses") or []
             return entries[0] if entries and "running" in entries[0]["state"] else None
 
         deadline = time.monotonic() + 30
         while not (entry := debugger_running()):
             assert time.monotonic() < deadline, "the ephemeral container never ran"
             time.sleep(0.3)
-        pod = sandbox.pod("pa-debugme")
+        pod = sandbox.pod("pa-debugme", ns)
         app_pids = pids_in_cgroup(_status_ids(pod)[0])
         debug_pids = pids_in_cgroup(str(entry["containerID"]).removeprefix("containerd://"))
         assert debug_pids and all(len(nspid(pid)) == 3 for pid in debug_pids)
         # The kernel: the debugger's sleep is in the target's PID namespace, where sleep 3600 is PID 1.
         target_ns = (PROC / str(app_pids[0]) / "ns" / "pid").readlink()
         assert all((PROC / str(pid) / "ns" / "pid").readlink() == target_ns for pid in debug_pids)
-        shown = _show(sandbox, "pa-debugme")
+        shown = _show(sandbox, "pa-debugme", ns)
         by_type = {c["type"]: c for c in shown["containers"]}
         assert by_type["ephemeral"]["name"] == entry["name"]
         commands = {p["command"] for p in by_type["ephemeral"]["processes"]}
         assert {"sleep 1000", "sleep 3600"} <= commands, commands
     finally:
-        sandbox.kubectl("delete", "pod", "pa-debugme", "--wait=true")
+        sandbox.kubectl("delete", "pod", "pa-debugme", "-n", ns, "--wait=true")
 
 
 def test_show_wide_names_the_shim_that_runs_the_container(sandbox: Sandbox) -> None:

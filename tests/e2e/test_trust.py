@@ -43,27 +43,28 @@ def _cmdline(pid: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def hostile(sandbox: Sandbox) -> Iterator[dict[str, object]]:
-    sandbox.kubectl("apply", "-f", "-", input=json.dumps(HOSTILE_POD))
-    yield sandbox.wait_phase("tr-hostile-cmdline", {"Running"})
-    sandbox.kubectl("delete", "pod", "tr-hostile-cmdline", "--wait=true")
+def hostile(sandbox: Sandbox, module_namespace: str) -> Iterator[dict[str, object]]:
+    sandbox.kubectl("apply", "-n", module_namespace, "-f", "-", input=json.dumps(HOSTILE_POD))
+    yield sandbox.wait_phase("tr-hostile-cmdline", {"Running"}, module_namespace)
+    sandbox.kubectl("delete", "pod", "tr-hostile-cmdline", "-n", module_namespace, "--wait=true")
 
 
 def test_hostile_command_line_is_escaped_in_human_output_and_exact_in_json(
-        sandbox: Sandbox, hostile: dict[str, object]) -> None:
+        sandbox: Sandbox, hostile: dict[str, object], module_namespace: str) -> None:
+    ns = module_namespace
     host_pids = kernel.pids_in_cgroup(_container_id(hostile))
     truth = {pid: _cmdline(pid) for pid in host_pids}
     init = next(pid for pid, cmdline in truth.items() if HOSTILE_ARG in cmdline)
 
     for output in ("table", "wide", "tree"):
-        result = sandbox.pidmap("show", "tr-hostile-cmdline", "-o", output)
+        result = sandbox.pidmap("show", "tr-hostile-cmdline", "-n", ns, "-o", output)
         assert not RAW.search(result.stdout + result.stderr), output
         assert "\\x1b]0;PWNED\\x07\\u202eevil" in result.stdout, output
     whois = sandbox.pidmap("whois", str(init))
     assert not RAW.search(whois.stdout + whois.stderr)
     assert "PWNED" in whois.stdout
 
-    doc = json.loads(sandbox.pidmap("show", "tr-hostile-cmdline", "-o", "json").stdout)
+    doc = json.loads(sandbox.pidmap("show", "tr-hostile-cmdline", "-n", ns, "-o", "json").stdout)
     by_host_pid = {p["host_pid"]: p["command"] for p in doc["containers"][0]["processes"]}
     assert by_host_pid[init] == truth[init]
     assert json.loads(sandbox.pidmap("whois", str(init), "-o", "json").stdout)["command"] == truth[init]
@@ -88,20 +89,21 @@ def _liar_script(answer: str) -> str:
 
 
 @contextmanager
-def _lying_pod(sandbox: Sandbox, manifest: dict[str, object], name: str) -> Iterator[dict[str, object]]:
+def _lying_pod(sandbox: Sandbox, manifest: dict[str, object], name: str,
+               ns: str) -> Iterator[dict[str, object]]:
     """Run a pod that replaces its `sh`; afterwards delete the pod.
 
     Its containers run on containerd, each in a root filesystem of its own (a snapshot of its
     image): the `sh` it replaces is its own, gone with the pod; the node's and other pods' are untouched.
     """
-    sandbox.kubectl("apply", "-f", "-", input=json.dumps(manifest))
-    pod = sandbox.wait_phase(name, {"Running"})
+    sandbox.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
+    pod = sandbox.wait_phase(name, {"Running"}, ns)
     node_sh = _node_sh(pod)
     try:
         yield pod
         assert _node_sh(pod) == node_sh  # the node's own sh was never touched
     finally:
-        sandbox.kubectl("delete", "pod", name, "--wait=true", check=False)
+        sandbox.kubectl("delete", "pod", name, "-n", ns, "--wait=true", check=False)
 
 
 def _node_sh(pod: dict[str, object]) -> tuple[str, int]:
@@ -122,21 +124,22 @@ def _liar(foreign_ns: int, name: str = "tr-liar",
 
 
 def test_a_container_answering_the_probe_with_another_pods_namespace_gets_none_of_its_processes(
-        sandbox: Sandbox, hostile: dict[str, object]) -> None:
+        sandbox: Sandbox, hostile: dict[str, object], module_namespace: str) -> None:
+    ns = module_namespace
     foreign_pids = set(kernel.pids_in_cgroup(_container_id(hostile)))
     foreign_ns = kernel.PROC.joinpath(str(min(foreign_pids)), "ns", "pid").stat().st_ino
-    with _lying_pod(sandbox, _liar(foreign_ns), "tr-liar") as liar:
+    with _lying_pod(sandbox, _liar(foreign_ns), "tr-liar", ns) as liar:
         # The trap is set: what the exec runs as `sh` answers with the forged report.
         answer = ""
         for _ in range(50):
-            answer = sandbox.kubectl("exec", "tr-liar", "--", "sh", "-c", "true").stdout
+            answer = sandbox.kubectl("exec", "tr-liar", "-n", ns, "--", "sh", "-c", "true").stdout
             if answer.startswith("pidmap-probe"):
                 break
             time.sleep(0.2)
         assert f"ns pid:[{foreign_ns}]" in answer
 
         own = set(kernel.pids_in_cgroup(_container_id(liar)))
-        doc = json.loads(sandbox.pidmap("show", "tr-liar", "-o", "json").stdout)
+        doc = json.loads(sandbox.pidmap("show", "tr-liar", "-n", ns, "-o", "json").stdout)
         (cmap,) = doc["containers"]
         rows = {p["host_pid"]: p for p in cmap["processes"]}
         assert not set(rows) & foreign_pids
@@ -150,19 +153,22 @@ def test_a_container_answering_the_probe_with_another_pods_namespace_gets_none_o
         init = next(pid for pid in alive if kernel.nspid(pid)[-1] == 1)
         assert cmap["pid_namespace"] == kernel.PROC.joinpath(str(init), "ns", "pid").stat().st_ino
         assert any("report was inconsistent" in note and str(foreign_ns) in note for note in cmap["notes"])
-        table = sandbox.pidmap("show", "tr-liar").stdout
+        table = sandbox.pidmap("show", "tr-liar", "-n", ns).stdout
         assert "report was inconsistent" in table and "innocent" not in table
 
 
-def test_a_malformed_probe_answer_is_a_note_and_the_host_side_maps(sandbox: Sandbox) -> None:
+def test_a_malformed_probe_answer_is_a_note_and_the_host_side_maps(sandbox: Sandbox,
+                                                                   module_namespace: str) -> None:
+    ns = module_namespace
     # (The 16 MiB bound on the probe's output is checked in tests/unit/test_probe_bounds.py.)
     name, note = "tr-liar-bad", "unreadable probe output"
-    with _lying_pod(sandbox, _liar(0, name, "echo hello; exit 0"), name) as pod:
+    with _lying_pod(sandbox, _liar(0, name, "echo hello; exit 0"), name, ns) as pod:
         for _ in range(50):  # until the trap is set
-            if "hello" in sandbox.kubectl("exec", name, "--", "sh", "-c", "true", check=False).stdout:
+            trap = sandbox.kubectl("exec", name, "-n", ns, "--", "sh", "-c", "true", check=False)
+            if "hello" in trap.stdout:
                 break
             time.sleep(0.2)
-        result = sandbox.pidmap("show", name, "-o", "json", check=False)
+        result = sandbox.pidmap("show", name, "-n", ns, "-o", "json", check=False)
         assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
         (cmap,) = json.loads(result.stdout)["containers"]
         assert any(note in n for n in cmap["notes"]), cmap["notes"]
