@@ -404,4 +404,4 @@ def test_show_all_in_a_missing_namespace_is_not_found(sandbox: Sandbox) -> None:
         empty = sandbox.pidmap("show", "--all", "-n", "pe-empty")
         assert empty.stdout.strip() == "no pods"
     finally:
-        sandbox.kubectl("delete", "namespace", "pe-empty", check=False)
+        sandbox.kubectl("delete", "namespace", "pe-empty", "--wait=true", check=False, timeout=180)
