@@ -56,6 +56,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     say "missing ${need_pkgs[*]}; run this script as root to install them" >&2
     exit 1
   fi
+  # Each package once (containerd provides three of the commands looked for).
+  mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | awk '!seen[$0]++')
   say "installing ${need_pkgs[*]} from Debian (apt-get update first)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
