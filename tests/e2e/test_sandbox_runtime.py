@@ -287,6 +287,30 @@ def test_second_up_is_refused(private: Sandbox) -> None:
     assert hint == f"hint: pidmap sandbox down --name {private.name}"
 
 
+def test_up_from_another_state_home_is_refused_and_names_the_live_api_server(private: Sandbox,
+                                                                             tmp_path: Path) -> None:
+    # Same name, another PIDMAP_SANDBOX_HOME: its API server would drive this one's node containers.
+    other = tmp_path / "other-home"
+    env = {**private.env, "PIDMAP_SANDBOX_HOME": str(other)}
+    before = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True).stdout
+    result = private.pidmap("sandbox", "up", "--name", private.name, "--flavor", "kind", env=env,
+                            check=False)
+    assert result.returncode == ExitStatus.SANDBOX, result.stderr
+    # The kernel: the live API server is the process the state's pid file names, and it is one.
+    pid = int((private.state_dir / "apiserver.pid").read_text())
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert b"pidmap.sandbox.apiserver" in argv and os.fsencode(private.state_dir) in argv, argv
+    error, hint = result.stderr.splitlines()
+    assert error == (f"error: sandbox {private.name} is already up from another state home: its API "
+                     f"server runs as PID {pid} with state in {private.state_dir}")
+    assert hint == (f"hint: PIDMAP_SANDBOX_HOME={private.state_dir.parent} pidmap sandbox down "
+                    f"--name {private.name}")
+    # Nothing was made: no state in the other home, no container.
+    assert not (other / private.name).exists()
+    after = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True).stdout
+    assert after == before
+
+
 def test_status_lists_nodes_and_pods(private: Sandbox) -> None:
     private.kubectl("run", "pa-status", "--image=busybox", "--", "sleep", "3600")
     private.wait_phase("pa-status", {"Running"})

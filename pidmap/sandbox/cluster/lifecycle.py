@@ -165,6 +165,28 @@ def apiserver_pid(paths: StatePaths) -> int | None:
     return pid if b"pidmap.sandbox.apiserver" in cmdline else None
 
 
+def apiservers_named(name: str) -> list[tuple[int, Path]]:
+    """Every live sandbox API server (any user's state home) serving a sandbox called ``name``:
+    (PID, its state directory). Two of them would drive the same-named node containers."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone, or not ours to read
+        if b"pidmap.sandbox.apiserver" not in argv or b"--state-dir" not in argv[:-1]:
+            continue
+        state = Path(os.fsdecode(argv[argv.index(b"--state-dir") + 1]))
+        if not state.is_absolute():  # relative to where that server was started
+            with contextlib.suppress(OSError):
+                state = Path(os.readlink(entry / "cwd")) / state
+        if state.name == name:
+            found.append((int(entry.name), state))
+    return sorted(found)
+
+
 def _ready(spec: ClusterSpec, paths: StatePaths, token: str) -> bool:
     context = ssl.create_default_context(cafile=str(paths.ca_cert))
     request = urllib.request.Request(f"{spec.server}/readyz", headers={"Authorization": f"Bearer {token}"})
@@ -209,6 +231,14 @@ def up(name: str | None, flavor: Flavor, config: Path | None, kubeconfig: str | 
         name = _name_from_config(config_name, config) if config is not None else layout.DEFAULT_NAME
     client = preflight()
     paths = layout.paths(name)
+    elsewhere = [(pid, state) for pid, state in apiservers_named(name)
+                 if os.path.realpath(state) != os.path.realpath(paths.root)]
+    if elsewhere:
+        pid, state = elsewhere[0]
+        # Another state home's API server would drive (and reconcile away) the nodes made here.
+        raise SandboxError(f"sandbox {name} is already up from another state home: its API server "
+                           f"runs as PID {pid} with state in {state}",
+                           hint=f"PIDMAP_SANDBOX_HOME={state.parent} pidmap sandbox down --name {name}")
     if owned_containers(client, name) or apiserver_pid(paths) or paths.cluster.exists():
         raise SandboxError(f"sandbox {name} is already up (or was not fully torn down)",
                            hint=f"pidmap sandbox down --name {name}")
