@@ -24,7 +24,8 @@ import pytest
 from pidmap.errors import ExitStatus
 from tests.conftest import Pods, Sandbox
 from tests.e2e.test_agent import wait_no_agent
-from tests.kernel import container_init, nspid
+from tests.grid import node_view_of
+from tests.kernel import container_init
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.root, pytest.mark.docker]
 
@@ -136,10 +137,12 @@ def test_node_of_the_cluster_that_is_no_container_here_is_7(sandbox: Sandbox, ru
     assert any(f"node {node} is not a Docker container on this engine" in note and "--via agent" in note
                for note in doc["notes"]), doc["notes"]
     # The positive control: the engine that holds the node maps the same pod to the host (exit 0).
-    # NSpid of each host PID: host, node, container, as the kernel numbers them.
+    # Through the engine there are node PIDs (no host PIDs): NSpid as the node reads it (node, container).
     mapped = json.loads(sandbox.pidmap("show", "kubia-manual", "--via", "docker", "-o", "json").stdout)
-    for proc in mapped["containers"][0]["processes"]:
-        assert nspid(proc["host_pid"]) == [proc["host_pid"], proc["node_pid"], proc["container_pid"]], proc
+    rows = mapped["containers"][0]["processes"]
+    in_node = node_view_of(node, [p["node_pid"] for p in rows])
+    for proc in rows:
+        assert in_node[proc["node_pid"]][0] == [proc["node_pid"], proc["container_pid"]], proc
 
 
 @pytest.fixture(scope="module")
