@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from pidmap.errors import ExitStatus
+from pidmap.sandbox.cluster.layout import OWNER_LABEL
 from tests.conftest import Sandbox, private_kind_sandbox
 from tests.kernel import cgroup_dirs, container_init, nspid, pids_in_cgroup
 
@@ -292,7 +293,9 @@ def test_up_from_another_state_home_is_refused_and_names_the_live_api_server(pri
     # Same name, another PIDMAP_SANDBOX_HOME: its API server would drive this one's node containers.
     other = tmp_path / "other-home"
     env = {**private.env, "PIDMAP_SANDBOX_HOME": str(other)}
-    before = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True).stdout
+    owned = ["docker", "ps", "-aq", "--filter", f"label={OWNER_LABEL}={private.name}"]
+    before = subprocess.run(owned, capture_output=True, text=True, check=True).stdout
+    assert before.split()
     result = private.pidmap("sandbox", "up", "--name", private.name, "--flavor", "kind", env=env,
                             check=False)
     assert result.returncode == ExitStatus.SANDBOX, result.stderr
@@ -307,7 +310,7 @@ def test_up_from_another_state_home_is_refused_and_names_the_live_api_server(pri
                     f"--name {private.name}")
     # Nothing was made: no state in the other home, no container.
     assert not (other / private.name).exists()
-    after = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True).stdout
+    after = subprocess.run(owned, capture_output=True, text=True, check=True).stdout
     assert after == before
 
 

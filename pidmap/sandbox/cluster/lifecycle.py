@@ -14,6 +14,7 @@ import importlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -231,15 +232,18 @@ def up(name: str | None, flavor: Flavor, config: Path | None, kubeconfig: str | 
         name = _name_from_config(config_name, config) if config is not None else layout.DEFAULT_NAME
     client = preflight()
     paths = layout.paths(name)
-    elsewhere = [(pid, state) for pid, state in apiservers_named(name)
-                 if os.path.realpath(state) != os.path.realpath(paths.root)]
+    servers = apiservers_named(name)
+    elsewhere = [(pid, state) for pid, state in servers if not _same_state(state, paths)]
     if elsewhere:
         pid, state = elsewhere[0]
         # Another state home's API server would drive (and reconcile away) the nodes made here.
+        # `down` in that home stops it (by its pid file, or as a server of that state directory).
+        down_there = (f"PIDMAP_SANDBOX_HOME={shlex.quote(str(state.parent))} pidmap sandbox down "
+                      f"--name {name}")
         raise SandboxError(f"sandbox {name} is already up from another state home: its API server "
                            f"runs as PID {pid} with state in {state}",
-                           hint=f"PIDMAP_SANDBOX_HOME={state.parent} pidmap sandbox down --name {name}")
-    if owned_containers(client, name) or apiserver_pid(paths) or paths.cluster.exists():
+                           hint=down_there if state.is_dir() else f"kill {pid} (its state is gone)")
+    if owned_containers(client, name) or servers or apiserver_pid(paths) or paths.cluster.exists():
         raise SandboxError(f"sandbox {name} is already up (or was not fully torn down)",
                            hint=f"pidmap sandbox down --name {name}")
     workers = sum(1 for role in roles if role == "worker")
@@ -350,22 +354,31 @@ def _up(client: Any, name: str, flavor: Flavor, names: list[tuple[str, Role]], p
     return spec
 
 
+def _same_state(state: Path, paths: StatePaths) -> bool:
+    return os.path.realpath(state) == os.path.realpath(paths.root)
+
+
 def _stop_apiserver(paths: StatePaths) -> bool:
-    pid = apiserver_pid(paths)
-    if pid is None:
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # when `up` ran in this same process (tests)
-        if apiserver_pid(paths) is None:
-            break
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    return True
+    """Stop this state's API server: the one its pid file names, and any other still serving the
+    same state directory (an orphan whose pid file was lost or overwritten)."""
+    pids = {pid for pid, state in apiservers_named(paths.root.name) if _same_state(state, paths)}
+    recorded = apiserver_pid(paths)
+    if recorded is not None:
+        pids.add(recorded)
+    for pid in sorted(pids):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and Path(f"/proc/{pid}/cmdline").exists():
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # when `up` ran in this same process (tests)
+            with contextlib.suppress(OSError):
+                if not Path(f"/proc/{pid}/cmdline").read_bytes():
+                    break  # a zombie: it has ended
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return bool(pids)
 
 
 def _container_cgroup_roots(container: Any) -> list[Path]:
