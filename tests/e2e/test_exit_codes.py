@@ -12,6 +12,7 @@ tests that produce each code in step.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -80,36 +81,69 @@ def test_node_that_is_no_docker_container_with_via_docker_is_7(sandbox: Sandbox,
                  f"node {ghost} is not a Docker container on this engine")
 
 
+def _mounts_under(path: Path) -> list[str]:
+    """Mount points at or below ``path``, from the kernel's mount table (mountinfo's 5th field)."""
+    text = Path("/proc/self/mountinfo").read_text()
+    points = [line.split()[4] for line in text.splitlines()]
+    return [point for point in points if point == str(path) or point.startswith(f"{path}/")]
+
+
+def _processes_naming(path: Path) -> list[int]:
+    """PIDs whose command line mentions ``path`` (the engine and the containerd it started)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.fsencode(path) in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 @pytest.fixture(scope="module")
 def empty_engine() -> Iterator[str]:
-    """A second, real Docker engine (dockerd with its own data, exec root and socket) that holds no
-    container: what pidmap meets on a machine whose engine is not the one running the cluster's
-    nodes. Yields its DOCKER_HOST; stops it (and the containerd it started) at the end."""
+    """A second, real Docker engine (dockerd with its own data, exec root, socket and containerd
+    namespaces) that holds no container: what pidmap meets on a machine whose engine is not the one
+    running the cluster's nodes. Yields its DOCKER_HOST. At the end the engine and the containerd it
+    started are gone, and so are its mounts and files: checked, not assumed."""
     home = Path(tempfile.mkdtemp(prefix="pidmap-engine-", dir="/tmp"))  # short: socket paths <108
     (home / "daemon.json").write_text("{}")  # not /etc/docker/daemon.json: the main engine's
     host = f"unix://{home}/docker.sock"
+    tag = "".join(ch for ch in home.name if ch.isalnum())  # a containerd namespace: letters, digits
     log = (home / "dockerd.log").open("w")
     engine = subprocess.Popen(
         ["dockerd", "-H", host, "--config-file", str(home / "daemon.json"), "--data-root", str(home / "data"),
          "--exec-root", str(home / "exec"), "--pidfile", str(home / "dockerd.pid"),
+         "--containerd-namespace", tag, "--containerd-plugins-namespace", f"{tag}p",
          "--iptables=false", "--ip-masq=false", "--bridge=none"],
         stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while subprocess.run(["docker", "-H", host, "ps", "-aq"], capture_output=True, text=True,
-                             check=False).returncode != 0:
+                             check=False, timeout=10).returncode != 0:
             assert engine.poll() is None, (home / "dockerd.log").read_text()[-2000:]
             assert time.monotonic() < deadline, "the second dockerd did not answer within 60 s"
             time.sleep(0.2)
         listed = subprocess.run(["docker", "-H", host, "ps", "-aq"], capture_output=True, text=True,
-                                check=True).stdout
+                                check=True, timeout=10).stdout
         assert listed.split() == []
         yield host
     finally:
         engine.terminate()
-        engine.wait(timeout=60)
+        try:
+            engine.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            engine.kill()
+            engine.wait(timeout=30)
         log.close()
-        shutil.rmtree(home, ignore_errors=True)
+        deadline = time.monotonic() + 30  # its containerd ends after it
+        while (left := _processes_naming(home)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for point in reversed(_mounts_under(home)):  # a crash skips dockerd's own unmount
+            subprocess.run(["umount", "-l", point], check=False)
+        assert not left, f"the second engine left processes: {left}"
+        assert not _mounts_under(home), _mounts_under(home)
+        shutil.rmtree(home)
 
 
 @pytest.mark.tool("dockerd")
@@ -140,6 +174,7 @@ def test_node_of_the_cluster_that_is_no_container_here_is_7(sandbox: Sandbox, ru
     # Through the engine there are node PIDs (no host PIDs): NSpid as the node reads it (node, container).
     mapped = json.loads(sandbox.pidmap("show", "kubia-manual", "--via", "docker", "-o", "json").stdout)
     rows = mapped["containers"][0]["processes"]
+    assert {p["container_pid"] for p in rows} == {p["container_pid"] for p in container["processes"]}
     in_node = node_view_of(node, [p["node_pid"] for p in rows])
     for proc in rows:
         assert in_node[proc["node_pid"]][0] == [proc["node_pid"], proc["container_pid"]], proc
