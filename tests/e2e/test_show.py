@@ -45,8 +45,9 @@ def _show(box: Sandbox, pod: str, *args: str) -> dict[str, Any]:
     return doc
 
 
-def _container_ps(box: Sandbox, pod: str, container: str) -> dict[int, tuple[int, str]]:
-    out = box.kubectl("exec", pod, "-c", container, "--", "ps", "-o", "pid,ppid,args").stdout
+def _container_ps(box: Sandbox, pod: str, container: str, namespace: str = "default",
+                  ) -> dict[int, tuple[int, str]]:
+    out = box.kubectl("exec", pod, "-n", namespace, "-c", container, "--", "ps", "-o", "pid,ppid,args").stdout
     # ps itself is a fresh process the probe could not have seen.
     return {pid: row for pid, row in _ps_table(out).items() if not row[1].startswith("ps -o")}
 
@@ -310,20 +311,20 @@ spec:
 """
 
 
-def _apply_inline(box: Sandbox, manifest: str, name: str, ready: Any) -> dict[str, Any]:
-    box.kubectl("apply", "-f", "-", input=manifest)
+def _apply_inline(box: Sandbox, manifest: str, name: str, namespace: str, ready: Any) -> dict[str, Any]:
+    box.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
     deadline = time.monotonic() + 60
-    pod = box.pod(name)
+    pod = box.pod(name, namespace)
     while not ready(pod):
         assert time.monotonic() < deadline, json.dumps(pod["status"], indent=1)
         time.sleep(0.3)
-        pod = box.pod(name)
+        pod = box.pod(name, namespace)
     return pod
 
 
-def _check_rows_against_proc(box: Sandbox, pod: str, container: dict[str, Any]) -> None:
+def _check_rows_against_proc(box: Sandbox, pod: str, namespace: str, container: dict[str, Any]) -> None:
     """Every row equals the host's NSpid (outermost three levels) and kubectl exec ps in the container."""
-    ps = _container_ps(box, pod, container["name"])
+    ps = _container_ps(box, pod, container["name"], namespace)
     assert {p["container_pid"] for p in container["processes"]} == set(ps)
     for proc in container["processes"]:
         host_pid = proc["host_pid"]
@@ -333,21 +334,23 @@ def _check_rows_against_proc(box: Sandbox, pod: str, container: dict[str, Any]) 
         assert ps[proc["container_pid"]] == (proc["ppid"], proc["command"])
 
 
-def _all_rows(box: Sandbox, pod: str) -> dict[str, set[tuple[Any, ...]]]:
-    docs = json.loads(box.pidmap("show", "--all", "-o", "json").stdout)
+def _all_rows(box: Sandbox, pod: str, namespace: str) -> dict[str, set[tuple[Any, ...]]]:
+    docs = json.loads(box.pidmap("show", "--all", "-n", namespace, "-o", "json").stdout)
     (doc,) = [d for d in docs if d["pod"] == pod]
     return {c["name"]: {(p["container_pid"], p["node_pid"], p["host_pid"]) for p in c["processes"]}
             for c in doc["containers"]}
 
 
-def test_running_init_container_of_a_pending_pod_is_mapped(sandbox: Sandbox) -> None:
+def test_running_init_container_of_a_pending_pod_is_mapped(sandbox: Sandbox, module_namespace: str) -> None:
+    ns = module_namespace
+
     def init_runs(pod: dict[str, Any]) -> bool:
         return any("running" in s["state"] for s in pod["status"].get("initContainerStatuses") or [])
 
     try:
-        pod = _apply_inline(sandbox, SLOW_INIT, "slow-init", init_runs)
+        pod = _apply_inline(sandbox, SLOW_INIT, "slow-init", ns, init_runs)
         assert pod["status"]["phase"] == "Pending"
-        result = sandbox.pidmap("show", "slow-init", "-o", "json", check=False)
+        result = sandbox.pidmap("show", "slow-init", "-n", ns, "-o", "json", check=False)
         assert result.returncode == 0, result.stderr
         doc = json.loads(result.stdout)
         assert doc["phase"] == "Pending"
@@ -356,31 +359,34 @@ def test_running_init_container_of_a_pending_pod_is_mapped(sandbox: Sandbox) -> 
         (status,) = pod["status"]["initContainerStatuses"]
         assert wait["container_id"] == status["containerID"].split("://", 1)[1]
         assert [p["container_pid"] for p in wait["processes"] if "pid1" in p["flags"]] == [1]
-        _check_rows_against_proc(sandbox, "slow-init", wait)
+        _check_rows_against_proc(sandbox, "slow-init", ns, wait)
         assert app["state"] == "waiting" and app["processes"] == []
         # From the host side alone (cgroup ID, no exec), the same rows.
         rows = {(p["container_pid"], p["node_pid"], p["host_pid"]) for p in wait["processes"]}
-        assert _all_rows(sandbox, "slow-init") == {"wait": rows, "app": set()}
+        assert _all_rows(sandbox, "slow-init", ns) == {"wait": rows, "app": set()}
         # Only the app container asked for: nothing of it runs yet.
-        only_app = sandbox.pidmap("show", "slow-init", "-c", "app", check=False)
+        only_app = sandbox.pidmap("show", "slow-init", "-n", ns, "-c", "app", check=False)
         assert only_app.returncode == ExitStatus.NOT_RUNNING, only_app.stderr
         assert only_app.stderr.splitlines()[0] == "error: pod slow-init is Pending: no process to map"
     finally:
-        sandbox.kubectl("delete", "pod", "slow-init", "--wait=true", check=False)
+        sandbox.kubectl("delete", "pod", "slow-init", "-n", ns, "--wait=true", check=False)
 
 
-def test_nested_pid_namespace_keeps_the_container_pids(sandbox: Sandbox) -> None:
+def test_nested_pid_namespace_keeps_the_container_pids(sandbox: Sandbox, module_namespace: str) -> None:
+    ns = module_namespace
+
     def three_processes(pod: dict[str, Any]) -> bool:
         if pod["status"].get("phase") != "Running":
             return False
-        ps = sandbox.kubectl("exec", "nested-pidns", "--", "ps", "-o", "pid,args", check=False).stdout
+        ps = sandbox.kubectl("exec", "nested-pidns", "-n", ns, "--", "ps", "-o", "pid,args",
+                             check=False).stdout
         return "sleep 3000" in ps
 
     try:
-        _apply_inline(sandbox, NESTED, "nested-pidns", three_processes)
-        doc = _show(sandbox, "nested-pidns")
+        _apply_inline(sandbox, NESTED, "nested-pidns", ns, three_processes)
+        doc = _show(sandbox, "nested-pidns", "-n", ns)
         (outer,) = doc["containers"]
-        _check_rows_against_proc(sandbox, "nested-pidns", outer)
+        _check_rows_against_proc(sandbox, "nested-pidns", ns, outer)
         (nested_init,) = [p for p in outer["processes"] if p["command"] == "sleep 3000"]
         chain = nspid(nested_init["host_pid"])
         assert len(chain) == 4 and chain[3] == 1 and nested_init["container_pid"] == chain[2] != 1
@@ -389,9 +395,9 @@ def test_nested_pid_namespace_keeps_the_container_pids(sandbox: Sandbox) -> None
         assert not any("mismatch" in p["flags"] for p in outer["processes"])
         assert not outer["notes"] and not any("reused" in n for n in doc["notes"])
         rows = {(p["container_pid"], p["node_pid"], p["host_pid"]) for p in outer["processes"]}
-        assert _all_rows(sandbox, "nested-pidns") == {"outer": rows}
+        assert _all_rows(sandbox, "nested-pidns", ns) == {"outer": rows}
     finally:
-        sandbox.kubectl("delete", "pod", "nested-pidns", "--wait=true", check=False)
+        sandbox.kubectl("delete", "pod", "nested-pidns", "-n", ns, "--wait=true", check=False)
 
 
 def test_show_all_in_a_missing_namespace_is_not_found(sandbox: Sandbox) -> None:
