@@ -45,6 +45,10 @@ command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need_pkgs+=(runc)
 # static here: gcc and the static C library.
 command -v gcc >/dev/null 2>&1 || need_pkgs+=(gcc)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || ls /usr/lib/*/libc.a >/dev/null 2>&1 || need_pkgs+=(libc6-dev)
+# Each package once (containerd provides three of the commands looked for).
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | awk '!seen[$0]++')
+fi
 
 if version=$(answers) && [ -n "$version" ] && [ ${#need_pkgs[@]} -eq 0 ]; then
   say "engine answers ($version), leaving it alone"
@@ -56,8 +60,6 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     say "missing ${need_pkgs[*]}; run this script as root to install them" >&2
     exit 1
   fi
-  # Each package once (containerd provides three of the commands looked for).
-  mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | awk '!seen[$0]++')
   say "installing ${need_pkgs[*]} from Debian (apt-get update first)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
