@@ -168,21 +168,25 @@ def apiserver_pid(paths: StatePaths) -> int | None:
 
 def apiservers_named(name: str) -> list[tuple[int, Path]]:
     """Every live sandbox API server (any user's state home) serving a sandbox called ``name``:
-    (PID, its state directory). Two of them would drive the same-named node containers."""
+    (PID, its state directory). Two of them would drive the same-named node containers. Only
+    processes that see this machine's files as we do count (our mount namespace): a server in a
+    container has paths of its own, and its own Docker engine."""
     found = []
+    own_mounts = os.readlink("/proc/self/ns/mnt")
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue  # gone, or not ours to read
-        if b"pidmap.sandbox.apiserver" not in argv or b"--state-dir" not in argv[:-1]:
-            continue
-        state = Path(os.fsdecode(argv[argv.index(b"--state-dir") + 1]))
-        if not state.is_absolute():  # relative to where that server was started
-            with contextlib.suppress(OSError):
+            if b"pidmap.sandbox.apiserver" not in argv or b"--state-dir" not in argv[:-1]:
+                continue
+            if os.readlink(entry / "ns" / "mnt") != own_mounts:
+                continue
+            state = Path(os.fsdecode(argv[argv.index(b"--state-dir") + 1]))
+            if not state.is_absolute():  # relative to where that server was started
                 state = Path(os.readlink(entry / "cwd")) / state
+        except OSError:
+            continue  # gone, or not ours to read: nothing sure to say of it
         if state.name == name:
             found.append((int(entry.name), state))
     return sorted(found)
@@ -237,12 +241,12 @@ def up(name: str | None, flavor: Flavor, config: Path | None, kubeconfig: str | 
     if elsewhere:
         pid, state = elsewhere[0]
         # Another state home's API server would drive (and reconcile away) the nodes made here.
-        # `down` in that home stops it (by its pid file, or as a server of that state directory).
-        down_there = (f"PIDMAP_SANDBOX_HOME={shlex.quote(str(state.parent))} pidmap sandbox down "
-                      f"--name {name}")
+        # `down` in that home stops it (found as a server of that state directory, even when the
+        # directory is gone) and removes the node containers of the name.
         raise SandboxError(f"sandbox {name} is already up from another state home: its API server "
                            f"runs as PID {pid} with state in {state}",
-                           hint=down_there if state.is_dir() else f"kill {pid} (its state is gone)")
+                           hint=f"PIDMAP_SANDBOX_HOME={shlex.quote(str(state.parent))} pidmap sandbox down "
+                           f"--name {name}")
     if owned_containers(client, name) or servers or apiserver_pid(paths) or paths.cluster.exists():
         raise SandboxError(f"sandbox {name} is already up (or was not fully torn down)",
                            hint=f"pidmap sandbox down --name {name}")
@@ -358,26 +362,36 @@ def _same_state(state: Path, paths: StatePaths) -> bool:
     return os.path.realpath(state) == os.path.realpath(paths.root)
 
 
+def _serves(pid: int, paths: StatePaths) -> bool:
+    """``pid`` is (still) an API server of this state directory."""
+    return any(found == pid and _same_state(state, paths)
+               for found, state in apiservers_named(paths.root.name))
+
+
 def _stop_apiserver(paths: StatePaths) -> bool:
-    """Stop this state's API server: the one its pid file names, and any other still serving the
-    same state directory (an orphan whose pid file was lost or overwritten)."""
-    pids = {pid for pid, state in apiservers_named(paths.root.name) if _same_state(state, paths)}
-    recorded = apiserver_pid(paths)
-    if recorded is not None:
-        pids.add(recorded)
-    for pid in sorted(pids):
+    """Stop every API server of this state directory, found by its command line (the one its pid
+    file names, and any orphan whose pid file was lost or overwritten): SIGTERM to all, up to 5 s
+    to end, then SIGKILL to those that still serve it."""
+    pids = [pid for pid, state in apiservers_named(paths.root.name) if _same_state(state, paths)]
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and Path(f"/proc/{pid}/cmdline").exists():
+    deadline = time.monotonic() + 5.0
+    running = list(pids)
+    while running and time.monotonic() < deadline:
+        for pid in list(running):
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)  # when `up` ran in this same process (tests)
-            with contextlib.suppress(OSError):
-                if not Path(f"/proc/{pid}/cmdline").read_bytes():
-                    break  # a zombie: it has ended
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:  # when `up` ran in this same process (tests)
+                    running.remove(pid)
+                    continue
+            if not _serves(pid, paths):  # ended (a zombie's cmdline is empty) or reaped
+                running.remove(pid)
+        if running:
             time.sleep(0.1)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    for pid in running:
+        if _serves(pid, paths):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     return bool(pids)
 
 
