@@ -374,8 +374,13 @@ def _stop_apiserver(paths: StatePaths) -> bool:
     to end, then SIGKILL to those that still serve it."""
     pids = [pid for pid, state in apiservers_named(paths.root.name) if _same_state(state, paths)]
     for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        except PermissionError as err:
+            raise SandboxError(f"cannot stop the sandbox's API server (PID {pid}): not allowed",
+                               hint="run pidmap sandbox down as root, as up was") from err
     deadline = time.monotonic() + 5.0
     running = list(pids)
     while running and time.monotonic() < deadline:
