@@ -38,8 +38,51 @@ def _cmdline(pid: int) -> str:
     return (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
 
 
+def _converse(sandbox: Sandbox, argv: list[str], script: str, exit_line: str,
+              tmp: Path) -> tuple[list[str], str, int]:
+    """Run ``argv`` (kubectl attaching to a shell), send ``script`` and then a marker echo, read its
+    stdout up to the marker, and only then send ``exit_line``: (stdout lines before the marker,
+    stderr, exit code).
+
+    The shell must not exit before its output has been read: `ctr tasks attach` returns as soon as
+    the container's exit status arrives, without draining the output FIFO (containerd's
+    cmd/ctr/commands/tasks/attach.go waits on the task, not on its IO), so output written just
+    before an exit can miss the client. Waiting for the marker keeps that race out of the check."""
+    marker = f"end-of-answer-{time.monotonic_ns()}"
+    with (tmp / "stderr").open("w+") as err:
+        client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                  env=sandbox.env)
+        assert client.stdin is not None and client.stdout is not None
+        out = client.stdout
+        lines: queue.Queue[bytes] = queue.Queue()
+
+        def read() -> None:
+            for line in iter(out.readline, b""):
+                lines.put(line)
+            lines.put(b"")
+
+        threading.Thread(target=read, daemon=True).start()
+        try:
+            client.stdin.write(f"{script}echo {marker}\n".encode())
+            client.stdin.flush()
+            got: list[str] = []
+            deadline = time.monotonic() + 120
+            end = f"{marker}\n".encode()
+            while (line := lines.get(timeout=max(deadline - time.monotonic(), 0.1))) != end:
+                assert line and time.monotonic() < deadline, (got, line)
+                got.append(line.decode().rstrip("\n"))
+            client.stdin.write(exit_line.encode())
+            client.stdin.close()
+            code = client.wait(timeout=90)
+        finally:
+            client.kill()
+            client.wait()
+        err.seek(0)
+        return got, err.read(), code
+
+
 def test_kubectl_debug_attaches_a_shell_in_the_targets_pid_namespace(sandbox: Sandbox, module_namespace: str,
-                                                                     ) -> None:
+                                                                     tmp_path: Path) -> None:
     ns = module_namespace
     sandbox.kubectl("apply", "-n", ns, "-f", "-", input=POD)
     try:
@@ -56,13 +99,13 @@ def test_kubectl_debug_attaches_a_shell_in_the_targets_pid_namespace(sandbox: Sa
         # The kernel: the target's processes, by their PID in the container's namespace.
         expected = {nspid(pid)[-1]: _cmdline(pid) for pid in app}
         target_ns = (PROC / str(app[0]) / "ns" / "pid").readlink()
-        shell = "ps -o pid,args; readlink /proc/$$/ns/pid; exit\n"
-        result = sandbox.kubectl("debug", "-i", "pa-attach", "-n", ns, "--image=busybox", "--target=app",
-                                 "--", "sh", input=shell, timeout=120)
+        out, stderr, code = _converse(
+            sandbox, ["kubectl", "debug", "-i", "pa-attach", "-n", ns, "--image=busybox", "--target=app",
+                      "--", "sh"], "ps -o pid,args; readlink /proc/$$/ns/pid\n", "exit\n", tmp_path)
+        assert code == 0, stderr
         # Attached, not kubectl's fallback to the container's log.
-        assert "falling back" not in result.stderr and "error" not in result.stderr.lower(), result.stderr
+        assert "falling back" not in stderr and "error" not in stderr.lower(), stderr
         # kubectl's own lines ("Targeting container ...", "Defaulting debug container name ...") first.
-        out = result.stdout.splitlines()
         lines = out[next(i for i, line in enumerate(out) if line.split() == ["PID", "COMMAND"]):]
         shown = {int(line.split(None, 1)[0]): line.split(None, 1)[1] for line in lines[1:-1]}
         assert {pid: shown.get(pid) for pid in expected} == expected, (shown, expected)
@@ -108,7 +151,8 @@ def _ephemeral(sandbox: Sandbox, pod: str, namespace: str, name: str, state: str
 
 
 def test_a_client_that_goes_away_detaches_and_kubectl_attach_reaches_it_again(sandbox: Sandbox,
-                                                                              module_namespace: str) -> None:
+                                                                              module_namespace: str,
+                                                                              tmp_path: Path) -> None:
     ns = module_namespace
     sandbox.kubectl("apply", "-n", ns, "-f", "-", input=DETACH_POD)
     try:
@@ -147,11 +191,11 @@ def test_a_client_that_goes_away_detaches_and_kubectl_attach_reaches_it_again(sa
         assert pids_in_cgroup(cid) == shell
         assert "running" in _ephemeral(sandbox, "pa-detach", ns, "dbg", "running")["state"]
         # Its stdin is still open: a second client reaches the same shell (PID 1 of its container).
-        again = sandbox.kubectl("attach", "pa-detach", "-n", ns, "-c", "dbg", "-i",
-                                input="echo again $$\nexit 4\n", timeout=90)
-        assert "again 1" in again.stdout.splitlines(), (again.stdout, again.stderr)
+        again, stderr, code = _converse(sandbox, ["kubectl", "attach", "pa-detach", "-n", ns, "-c", "dbg",
+                                                  "-i"], "echo again $$\n", "exit 4\n", tmp_path)
+        assert "again 1" in again, (again, stderr)
         # The shell's exit ended the attach (kubectl exits 0: attach reports no exit code) ...
-        assert again.returncode == 0
+        assert code == 0, stderr
         # ... and the container, with the shell's code.
         ended = _ephemeral(sandbox, "pa-detach", ns, "dbg", "terminated")["state"]
         assert ended["terminated"]["exitCode"] == 4, ended
