@@ -44,10 +44,11 @@ def _converse(sandbox: Sandbox, argv: list[str], script: str, exit_line: str,
     stdout up to the marker, and only then send ``exit_line``: (stdout lines before the marker,
     stderr, exit code).
 
-    The shell must not exit before its output has been read: `ctr tasks attach` returns as soon as
-    the container's exit status arrives, without draining the output FIFO (containerd's
-    cmd/ctr/commands/tasks/attach.go waits on the task, not on its IO), so output written just
-    before an exit can miss the client. Waiting for the marker keeps that race out of the check."""
+    The shell must not exit before its output has been read: `ctr tasks attach` opens the output
+    FIFO in the background and ends on the container's exit status (containerd's
+    cmd/ctr/commands/tasks/attach.go waits on the task), so a shell that answers and exits at once
+    can end before its answer reaches the client (seen once in CI: `again 1` lost, exit 0). Waiting
+    for the marker keeps that race out of the check."""
     marker = f"end-of-answer-{time.monotonic_ns()}"
     with (tmp / "stderr").open("w+") as err:
         client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
