@@ -157,39 +157,53 @@ def owned_containers(client: Any, name: str) -> list[Any]:
 
 
 def apiserver_pid(paths: StatePaths) -> int | None:
-    """PID of the sandbox's API server when that process is alive (and is one)."""
+    """PID of the sandbox's API server, as its pid file names it, when that process is alive and
+    serves this state directory (a stale file's PID may since be anything, another sandbox's
+    server included)."""
     try:
         pid = int(paths.apiserver_pid.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
-    return pid if b"pidmap.sandbox.apiserver" in cmdline else None
+    return pid if _serves(pid, paths) else None
+
+
+def _served_state(proc: Path, own_mounts: str) -> Path | None:
+    """The state directory that the process at ``proc`` (/proc/PID) serves, when it is a sandbox API
+    server that sees this machine's files as we do (our mount namespace: a server in a container
+    has paths of its own, and its own Docker engine); None otherwise, or when it cannot be told."""
+    try:
+        argv = (proc / "cmdline").read_bytes().split(b"\0")  # a zombie's is empty
+        if b"pidmap.sandbox.apiserver" not in argv or b"--state-dir" not in argv[:-1]:
+            return None
+        if os.readlink(proc / "ns" / "mnt") != own_mounts:
+            return None
+        state = Path(os.fsdecode(argv[argv.index(b"--state-dir") + 1]))
+        # A relative state directory is relative to where that server was started.
+        return state if state.is_absolute() else Path(os.readlink(proc / "cwd")) / state
+    except OSError:
+        return None  # gone, or not ours to read: nothing sure to say of it
 
 
 def apiservers_named(name: str) -> list[tuple[int, Path]]:
     """Every live sandbox API server (any user's state home) serving a sandbox called ``name``:
-    (PID, its state directory). Two of them would drive the same-named node containers. Only
-    processes that see this machine's files as we do count (our mount namespace): a server in a
-    container has paths of its own, and its own Docker engine."""
-    found = []
+    (PID, its state directory). Two of them would drive the same-named node containers."""
     own_mounts = os.readlink("/proc/self/ns/mnt")
+    found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if b"pidmap.sandbox.apiserver" not in argv or b"--state-dir" not in argv[:-1]:
-                continue
-            if os.readlink(entry / "ns" / "mnt") != own_mounts:
-                continue
-            state = Path(os.fsdecode(argv[argv.index(b"--state-dir") + 1]))
-            if not state.is_absolute():  # relative to where that server was started
-                state = Path(os.readlink(entry / "cwd")) / state
-        except OSError:
-            continue  # gone, or not ours to read: nothing sure to say of it
-        if state.name == name:
+        state = _served_state(entry, own_mounts) if entry.name.isdigit() else None
+        if state is not None and state.name == name:
             found.append((int(entry.name), state))
     return sorted(found)
+
+
+def _same_state(state: Path, paths: StatePaths) -> bool:
+    return os.path.realpath(state) == os.path.realpath(paths.root)
+
+
+def _serves(pid: int, paths: StatePaths) -> bool:
+    """``pid`` is (still) an API server of this state directory: its own /proc entry, read once."""
+    state = _served_state(Path(f"/proc/{pid}"), os.readlink("/proc/self/ns/mnt"))
+    return state is not None and _same_state(state, paths)
 
 
 def _ready(spec: ClusterSpec, paths: StatePaths, token: str) -> bool:
@@ -247,7 +261,7 @@ def up(name: str | None, flavor: Flavor, config: Path | None, kubeconfig: str | 
                            f"runs as PID {pid} with state in {state}",
                            hint=f"PIDMAP_SANDBOX_HOME={shlex.quote(str(state.parent))} pidmap sandbox down "
                            f"--name {name}")
-    if owned_containers(client, name) or servers or apiserver_pid(paths) or paths.cluster.exists():
+    if owned_containers(client, name) or servers or paths.cluster.exists():
         raise SandboxError(f"sandbox {name} is already up (or was not fully torn down)",
                            hint=f"pidmap sandbox down --name {name}")
     workers = sum(1 for role in roles if role == "worker")
@@ -356,16 +370,6 @@ def _up(client: Any, name: str, flavor: Flavor, names: list[tuple[str, Role]], p
     if target != Path.home() / ".kube" / "config":
         echo(f"(kubeconfig: {target})")
     return spec
-
-
-def _same_state(state: Path, paths: StatePaths) -> bool:
-    return os.path.realpath(state) == os.path.realpath(paths.root)
-
-
-def _serves(pid: int, paths: StatePaths) -> bool:
-    """``pid`` is (still) an API server of this state directory."""
-    return any(found == pid and _same_state(state, paths)
-               for found, state in apiservers_named(paths.root.name))
 
 
 def _stop_apiserver(paths: StatePaths) -> bool:
