@@ -91,18 +91,22 @@ def pids_in_cgroup(fragment: str, version: int | None = None) -> list[int]:
                   if fragment in (cgroup_path(text, version) or ""))
 
 
-def pids_running(*argv: str) -> list[int]:
-    """Host PIDs whose command line (/proc/PID/cmdline) begins with ``argv``, word for word."""
-    wanted = [word.encode() for word in argv]
-    found = []
+def cmdlines() -> dict[int, bytes]:
+    """Host PID -> its raw /proc/PID/cmdline (NUL-separated), for every process still there."""
+    found = {}
     for entry in PROC.iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "cmdline").read_bytes().split(b"\0")[:len(wanted)] == wanted:
-                    found.append(int(entry.name))
+                found[int(entry.name)] = (entry / "cmdline").read_bytes()
             except OSError:
                 continue  # gone meanwhile
-    return sorted(found)
+    return found
+
+
+def pids_running(*argv: str) -> list[int]:
+    """Host PIDs whose command line (/proc/PID/cmdline) begins with ``argv``, word for word."""
+    wanted = [word.encode() for word in argv]
+    return sorted(pid for pid, raw in cmdlines().items() if raw.split(b"\0")[:len(wanted)] == wanted)
 
 
 def start_ticks(pid: int) -> int:

@@ -27,8 +27,9 @@ import pytest
 from pidmap.errors import ExitStatus
 from tests.conftest import Pods, Sandbox
 from tests.e2e.test_agent import wait_no_agent
+from tests.e2e.test_no_docker import ps_in
 from tests.grid import node_view_of
-from tests.kernel import container_init
+from tests.kernel import cmdlines, container_init
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.root, pytest.mark.docker]
 
@@ -92,14 +93,7 @@ def _mounts_under(path: Path) -> list[str]:
 
 def _processes_naming(path: Path) -> list[int]:
     """PIDs whose command line mentions ``path`` (the engine and the containerd it started)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and os.fsencode(path) in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
+    return sorted(pid for pid, raw in cmdlines().items() if os.fsencode(path) in raw)
 
 
 def _answers(host: str) -> bool:
@@ -178,9 +172,8 @@ def test_node_of_the_cluster_that_is_no_container_here_is_7(sandbox: Sandbox, ru
     assert shown.returncode == 0, shown.stderr
     doc = json.loads(shown.stdout)
     (container,) = doc["containers"]
-    ps = sandbox.kubectl("exec", "kubia-manual", "--", "ps", "-o", "pid,args").stdout.splitlines()[1:]
-    assert {p["container_pid"]: p["command"] for p in container["processes"]} == {
-        int(pid): args for pid, args in (line.split(None, 1) for line in ps) if not args.startswith("ps ")}
+    seen = {p["container_pid"]: p["command"] for p in container["processes"]}
+    assert seen == ps_in(sandbox, "kubia-manual", "kubia")
     assert all(p["node_pid"] is None and p["host_pid"] is None for p in container["processes"])
     assert any(f"node {node} is not a Docker container on this engine" in note and "--via agent" in note
                for note in doc["notes"]), doc["notes"]
