@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -38,6 +38,20 @@ def _cmdline(pid: int) -> str:
     return (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
 
 
+def _line_queue(stream: IO[bytes]) -> queue.Queue[bytes]:
+    """The lines of ``stream`` as a thread reads them (so a test can wait with a deadline), then b""
+    at its end."""
+    lines: queue.Queue[bytes] = queue.Queue()
+
+    def read() -> None:
+        for line in iter(stream.readline, b""):
+            lines.put(line)
+        lines.put(b"")
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
 def _converse(sandbox: Sandbox, argv: list[str], script: str, exit_line: str,
               tmp: Path) -> tuple[list[str], str, int]:
     """Run ``argv`` (kubectl attaching to a shell), send ``script`` and then a marker echo, read its
@@ -54,15 +68,7 @@ def _converse(sandbox: Sandbox, argv: list[str], script: str, exit_line: str,
         client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                                   env=sandbox.env)
         assert client.stdin is not None and client.stdout is not None
-        out = client.stdout
-        lines: queue.Queue[bytes] = queue.Queue()
-
-        def read() -> None:
-            for line in iter(out.readline, b""):
-                lines.put(line)
-            lines.put(b"")
-
-        threading.Thread(target=read, daemon=True).start()
+        lines = _line_queue(client.stdout)
         try:
             client.stdin.write(f"{script}echo {marker}\n".encode())
             client.stdin.flush()
@@ -162,15 +168,8 @@ def test_a_client_that_goes_away_detaches_and_kubectl_attach_reaches_it_again(sa
             ["kubectl", "debug", "-i", "pa-detach", "-n", ns, "--image=busybox", "--container=dbg", "--",
              "sh"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=sandbox.env)
-        lines: queue.Queue[bytes] = queue.Queue()
         assert client.stdin is not None and client.stdout is not None
-        out = client.stdout
-
-        def read() -> None:
-            for line in iter(out.readline, b""):
-                lines.put(line)
-
-        threading.Thread(target=read, daemon=True).start()
+        lines = _line_queue(client.stdout)
         try:
             client.stdin.write(b"echo attached $$\n")
             client.stdin.flush()
